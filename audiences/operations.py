@@ -1,0 +1,245 @@
+"""Accepting writes (durably, in order) and applying them (in the worker, in the same order)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+
+import orjson
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from audiences import rules
+from audiences.models import (
+    APPLIED,
+    IN_PROGRESS,
+    Audience,
+    IdempotencyKey,
+    Member,
+    Operation,
+    Project,
+)
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+PURGE_BATCH = 20_000
+
+
+class AudienceNotFound(Exception):
+    pass
+
+
+class AudienceAlreadyExists(Exception):
+    pass
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def remembered_operation(project: Project, key: str | None) -> Operation | None:
+    """The operation a previous call with this Idempotency-Key created, within 24 hours."""
+    if not key:
+        return None
+    found = (
+        IdempotencyKey.objects.filter(
+            project=project, key=key, created__gte=timezone.now() - IDEMPOTENCY_WINDOW
+        )
+        .select_related("operation")
+        .first()
+    )
+    return found.operation if found else None
+
+
+def _remember(project: Project, key: str | None, operation: Operation) -> None:
+    if key:
+        IdempotencyKey.objects.filter(
+            project=project, key=key, created__lt=timezone.now() - IDEMPOTENCY_WINDOW
+        ).delete()
+        IdempotencyKey.objects.create(project=project, key=key, operation=operation)
+
+
+def _enqueue_after_commit(audience_id: int) -> None:
+    from audiences.tasks import enqueue_apply
+
+    transaction.on_commit(lambda: enqueue_apply(audience_id))
+
+
+def encode_items(items: Iterable[rules.Item]) -> tuple[bytes, int]:
+    rows = [[item.action, item.id, item.attributes] for item in rules.last_wins(items)]
+    return orjson.dumps(rows), len(rows)
+
+
+def _accept(project: Project, key: str | None, write) -> Operation:  # type: ignore[no-untyped-def]
+    """Run ``write`` in a transaction; a concurrent call with the same key gets its answer."""
+    try:
+        with transaction.atomic():
+            replay = remembered_operation(project, key)
+            if replay is not None:
+                return replay
+            operation = write()
+            _remember(project, key, operation)
+            _enqueue_after_commit(operation.audience_id)
+            return operation
+    except IntegrityError:
+        replay = remembered_operation(project, key)
+        if replay is not None:
+            return replay
+        raise
+
+
+def accept_create(
+    project: Project, name: str, display_name: str | None, key: str | None = None
+) -> Operation:
+    def write() -> Operation:
+        if Audience.objects.live().filter(project=project, name=name).exists():
+            raise AudienceAlreadyExists(name)
+        now = timezone.now()
+        audience = Audience.objects.create(
+            project=project, name=name, display_name=display_name or name, created=now, updated=now
+        )
+        return Operation.objects.create(
+            audience=audience, kind=Operation.CREATE, token=new_token(), accepted_at=now
+        )
+
+    try:
+        return _accept(project, key, write)
+    except IntegrityError:
+        # Two creates of one name raced: the unique constraint let one through.
+        raise AudienceAlreadyExists(name) from None
+
+
+def _lock_live_audience(project: Project, name: str) -> Audience:
+    audience = (
+        Audience.objects.select_for_update().live().filter(project=project, name=name).first()
+    )
+    if audience is None:
+        raise AudienceNotFound(name)
+    return audience
+
+
+def accept_items(
+    project: Project, kind: str, name: str, items: list[rules.Item], key: str | None = None
+) -> Operation:
+    payload, count = encode_items(items)
+
+    def write() -> Operation:
+        # Locking the audience row serialises acceptance per audience, so ids (the apply
+        # order) follow commit order even with many web processes.
+        audience = _lock_live_audience(project, name)
+        return Operation.objects.create(
+            audience=audience, kind=kind, token=new_token(), payload=payload, nb_items=count
+        )
+
+    return _accept(project, key, write)
+
+
+def accept_remove(project: Project, name: str, key: str | None = None) -> Operation:
+    def write() -> Operation:
+        audience = _lock_live_audience(project, name)
+        audience.removed_at = timezone.now()
+        audience.save(update_fields=["removed_at"])
+        return Operation.objects.create(audience=audience, kind=Operation.REMOVE, token=new_token())
+
+    return _accept(project, key, write)
+
+
+# --- Applying -----------------------------------------------------------------------------------
+
+_UPSERT = (
+    "INSERT INTO audiences_member (audience_id, custom_id, attributes, created, updated, operation_id) "
+    "VALUES (%s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (audience_id, custom_id) DO UPDATE SET "
+    "attributes = excluded.attributes, updated = excluded.updated, operation_id = excluded.operation_id"
+)
+_DELETE = "DELETE FROM audiences_member WHERE audience_id = %s AND custom_id = %s"
+
+
+def apply_pending(audience_id: int) -> int:
+    """Apply the audience's accepted operations in acceptance order; returns how many.
+
+    Each operation is applied in one transaction that holds the audience's row lock, together
+    with its state change, so a worker killed at any moment leaves either nothing or the whole
+    operation done, and two workers never apply the same audience at once. Safe to run twice.
+    """
+    applied = 0
+    while True:
+        with transaction.atomic():
+            audience = Audience.objects.select_for_update().filter(pk=audience_id).first()
+            if audience is None:
+                return applied
+            if audience.removed_at is not None:
+                if _purge_some(audience):
+                    return applied
+                continue
+            operation = (
+                Operation.objects.filter(audience_id=audience_id, state=IN_PROGRESS)
+                .order_by("id")
+                .first()
+            )
+            if operation is None:
+                return applied
+            _apply(audience, operation)
+            applied += 1
+
+
+def _apply(audience: Audience, operation: Operation) -> None:
+    now = timezone.now()
+    if operation.kind in (Operation.UPDATE, Operation.REPLACE):
+        rows = orjson.loads(operation.payload) if operation.payload else []
+        stamp = connection.ops.adapt_datetimefield_value(now)
+        dumps = orjson.dumps
+        with connection.cursor() as cursor:
+            adds = [
+                (audience.pk, cid, dumps(attrs).decode(), stamp, stamp, operation.pk)
+                for action, cid, attrs in rows
+                if action == "add"
+            ]
+            if adds:
+                cursor.executemany(_UPSERT, adds)
+            if operation.kind == Operation.REPLACE:
+                cursor.execute(
+                    "DELETE FROM audiences_member WHERE audience_id = %s AND operation_id <> %s",
+                    [audience.pk, operation.pk],
+                )
+                audience.replaced_below = operation.pk
+            else:
+                removes = [(audience.pk, cid) for action, cid, _ in rows if action == "remove"]
+                if removes:
+                    cursor.executemany(_DELETE, removes)
+            cursor.execute(
+                "SELECT COUNT(*) FROM audiences_member WHERE audience_id = %s", [audience.pk]
+            )
+            audience.nb_ids = cursor.fetchone()[0]
+    audience.updated = now
+    audience.save(update_fields=["nb_ids", "updated", "replaced_below"])
+    Operation.objects.filter(pk=operation.pk).update(state=APPLIED, applied_at=now, payload=None)
+
+
+def _purge_some(audience: Audience) -> bool:
+    """Delete a batch of a removed audience's members; True once none are left."""
+    ids = list(
+        Member.objects.filter(audience_id=audience.pk).values_list("pk", flat=True)[:PURGE_BATCH]
+    )
+    if ids:
+        Member.objects.filter(pk__in=ids).delete()
+        return False
+    Operation.objects.filter(audience_id=audience.pk, state=IN_PROGRESS).update(
+        state=APPLIED, applied_at=timezone.now(), payload=None
+    )
+    return True
+
+
+def pending_audience_ids(older_than: timedelta | None = None) -> list[int]:
+    ops = Operation.objects.filter(state=IN_PROGRESS)
+    if older_than is not None:
+        ops = ops.filter(accepted_at__lt=timezone.now() - older_than)
+    return sorted(set(ops.values_list("audience_id", flat=True)))
+
+
+def apply_all_pending(older_than: timedelta | None = None) -> int:
+    """Apply every audience's pending operations (the worker's sweep, and the tests' drain)."""
+    return sum(apply_pending(audience_id) for audience_id in pending_audience_ids(older_than))

@@ -1,0 +1,559 @@
+"""The Audience API's rules for names, IDs and attributes, as one pure module.
+
+No ORM and no request here: the API server validates calls with it, and the dashboard validates
+every row of a file with the very same functions, so a preview can never disagree with the
+server. Every problem is a ``Problem(path, code, message)``; messages name the path, the value
+(cut to 80 characters) and the rule, and are the ones the API returns.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+MAX_IDS = 10_000
+MAX_ATTRIBUTES = 15
+MAX_ERRORS = 100
+MAX_AUDIENCE_NAME = 255
+MAX_DISPLAY_NAME = 255
+MAX_ID_LENGTH = 512
+MAX_ATTRIBUTE_NAME = 30
+MAX_STRING = 300
+MAX_ARRAY_ITEMS = 25
+MAX_URL = 2048
+MIN_INT = -(2**63)
+MAX_INT = 2**63 - 1
+AUDIENCE_TYPE = "custom_ids"
+ACTIONS = ("add", "remove")
+
+_AUDIENCE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_ATTRIBUTE_NAME_RE = re.compile(r"[a-z0-9_]{1,30}")
+_TYPED_KEY_RE = re.compile(r"(date|url)\((.*)\)", re.DOTALL)
+_URL_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_RFC3339_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+_SIMPLE_UTC_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+# Unicode White_Space, exactly (str.isspace() differs on a few code points).
+WHITE_SPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+# Unicode category Cc: C0 controls, DEL and C1 controls.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class Problem(NamedTuple):
+    path: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "code": self.code, "message": self.message}
+
+
+class _Full(Exception):
+    """Raised when MAX_ERRORS problems have been collected: there is no point going on."""
+
+
+class Problems:
+    """An ordered list of problems that stops validation once it holds MAX_ERRORS."""
+
+    def __init__(self, limit: int = MAX_ERRORS) -> None:
+        self.items: list[Problem] = []
+        self.limit = limit
+
+    def add(self, path: str, code: str, message: str) -> None:
+        self.items.append(Problem(path, code, message))
+        if len(self.items) >= self.limit:
+            raise _Full
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        for p in problems:
+            self.add(*p)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def show(value: Any) -> str:
+    """A value as the messages quote it: JSON-like, cut to 80 characters."""
+    if isinstance(value, str):
+        text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    elif value is None:
+        text = "null"
+    elif value is True:
+        text = "true"
+    elif value is False:
+        text = "false"
+    elif isinstance(value, dict):
+        text = "an object"
+    elif isinstance(value, list):
+        text = f"an array of {len(value)} item{'s' if len(value) != 1 else ''}"
+    else:
+        text = repr(value)
+    text = _CONTROL_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+# --- Names and IDs ------------------------------------------------------------------------------
+
+
+def audience_name_problem(value: Any, path: str = "name") -> Problem | None:
+    code = "INVALID_AUDIENCE_NAME"
+    if not isinstance(value, str):
+        return Problem(
+            path, code, f"{path}: {show(value)} is not valid: an audience name is a string"
+        )
+    if not value:
+        return Problem(path, code, f"{path}: must not be empty (1 to 255 characters)")
+    if len(value) > MAX_AUDIENCE_NAME:
+        return Problem(
+            path,
+            code,
+            f"{path}: {show(value)} has {len(value)} characters, more than the 255 allowed",
+        )
+    if not _AUDIENCE_NAME_RE.fullmatch(value):
+        bad = next(c for c in value if not _AUDIENCE_NAME_RE.fullmatch(c))
+        return Problem(
+            path,
+            code,
+            f"{path}: {show(value)} contains {show(bad)}; only letters A-Z a-z, digits, "
+            "'_' and '-' are allowed",
+        )
+    return None
+
+
+def custom_id_problem(value: Any, path: str = "id") -> Problem | None:
+    code = "INVALID_ID"
+    if not isinstance(value, str):
+        return Problem(
+            path, code, f"{path}: {show(value)} is {_json_type(value)}; an ID must be a string"
+        )
+    if not value:
+        return Problem(path, code, f"{path}: must not be empty (1 to 512 characters)")
+    if len(value) > MAX_ID_LENGTH:
+        return Problem(
+            path,
+            code,
+            f"{path}: {show(value)} has {len(value)} characters, more than the 512 allowed",
+        )
+    if _CONTROL_RE.search(value):
+        return Problem(path, code, f"{path}: {show(value)} contains a control character")
+    if value[0] in WHITE_SPACE or value[-1] in WHITE_SPACE:
+        return Problem(path, code, f"{path}: {show(value)} must not start or end with whitespace")
+    return None
+
+
+def display_name_problem(value: Any, path: str = "display_name") -> Problem | None:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_DISPLAY_NAME:
+        detail = (
+            f"has {len(value)} characters" if isinstance(value, str) else f"is {_json_type(value)}"
+        )
+        return Problem(
+            path,
+            "INVALID_PARAMETER",
+            f"{path}: {show(value)} {detail}; a display name is a string of 1 to 255 characters",
+        )
+    return None
+
+
+def attribute_name_problem(name: str) -> str | None:
+    """Why an attribute's base name (inside date()/url() too) breaks the name rule, or None."""
+    if _ATTRIBUTE_NAME_RE.fullmatch(name):
+        return None
+    if not name:
+        return "the attribute name is empty"
+    if len(name) > MAX_ATTRIBUTE_NAME:
+        return f"the attribute name has {len(name)} characters, more than the 30 allowed"
+    if name.lower() != name and _ATTRIBUTE_NAME_RE.fullmatch(name.lower()):
+        return f"attribute names are lower-case: use {show(name.lower())}"
+    return "an attribute name is 1 to 30 characters of a-z, 0-9 and '_'"
+
+
+# --- Attribute values ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeKey:
+    kind: str  # "plain", "date" or "url"
+    base: str
+
+
+_key_cache: dict[str, AttributeKey | str] = {}
+
+
+def parse_attribute_key(key: str) -> AttributeKey | str:
+    """An AttributeKey, or the reason the key is not a valid attribute name."""
+    cached = _key_cache.get(key)
+    if cached is not None:
+        return cached
+    typed = _TYPED_KEY_RE.fullmatch(key)
+    kind, base = (typed.group(1), typed.group(2)) if typed else ("plain", key)
+    why = attribute_name_problem(base)
+    result: AttributeKey | str = why if why else AttributeKey(kind, base)
+    if len(_key_cache) < 10_000:
+        _key_cache[key] = result
+    return result
+
+
+def normalize_date(value: str) -> str | None:
+    """The RFC 3339 date-time as YYYY-MM-DDTHH:MM:SSZ in UTC, or None when it is not one."""
+    if _SIMPLE_UTC_RE.fullmatch(value):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return value
+    m = _RFC3339_RE.fullmatch(value)
+    if not m:
+        return None
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    # RFC 3339 allows a leap second (:60); it is kept as the last second of that minute.
+    if second == 60:
+        second = 59
+    try:
+        if m.group(8):
+            tz = UTC
+        else:
+            off_h, off_m = int(m.group(10)), int(m.group(11))
+            if off_h > 23 or off_m > 59:
+                return None
+            delta = timedelta(hours=off_h, minutes=off_m)
+            tz = timezone(-delta if m.group(9) == "-" else delta)
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=tz).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"
+
+
+def url_problem(value: str) -> str | None:
+    if len(value) > MAX_URL:
+        return f"has {len(value)} characters, more than the 2048 allowed"
+    if not value:
+        return "is empty; a URL needs a scheme and a host"
+    if _CONTROL_RE.search(value) or any(c in WHITE_SPACE for c in value):
+        return "contains whitespace or a control character"
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return "is not a valid absolute URL"
+    if not parts.scheme or not _URL_SCHEME_RE.fullmatch(parts.scheme):
+        return "has no scheme; an absolute URL looks like https://example.com/path"
+    if not parts.netloc or not host:
+        return "has no host; an absolute URL looks like https://example.com/path"
+    return None
+
+
+def _string_problem(value: str) -> str | None:
+    if not value:
+        return "is an empty string; strings have 1 to 300 characters"
+    if len(value) > MAX_STRING:
+        return f"has {len(value)} characters, more than the 300 allowed"
+    return None
+
+
+def attribute_value(key: AttributeKey, value: Any) -> tuple[Any, str | None]:
+    """The value as stored (dates normalised to UTC) and None, or None and why it is invalid."""
+    if key.kind == "date":
+        if not isinstance(value, str):
+            return (
+                None,
+                f"is {_json_type(value)}; a date is an RFC 3339 string such as 2023-08-12T22:30:05Z",
+            )
+        normal = normalize_date(value)
+        if normal is None:
+            return None, "is not an RFC 3339 date-time such as 2023-08-12T22:30:05Z"
+        return normal, None
+    if key.kind == "url":
+        if not isinstance(value, str):
+            return None, f"is {_json_type(value)}; a URL is a string such as https://example.com/x"
+        why = url_problem(value)
+        return (None, why) if why else (value, None)
+    if isinstance(value, str):
+        why = _string_problem(value)
+        return (None, why) if why else (value, None)
+    if isinstance(value, bool) or value is None:
+        return (
+            None,
+            f"is {_json_type(value)}, which is not an attribute type (string, number, array, date, url)",
+        )
+    if isinstance(value, int):
+        if MIN_INT <= value <= MAX_INT:
+            return value, None
+        return None, "is outside the 64-bit integer range (-2^63 to 2^63-1)"
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value, None
+        return None, "is not a finite number"
+    if isinstance(value, list):
+        if not value:
+            return None, "is an empty array; arrays have 1 to 25 strings"
+        if len(value) > MAX_ARRAY_ITEMS:
+            return None, f"has {len(value)} items, more than the 25 allowed"
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                return None, f"item [{i}] is {_json_type(item)}; arrays hold strings only"
+            why = _string_problem(item)
+            if why:
+                return None, f"item [{i}] {why}"
+        return value, None
+    return (
+        None,
+        f"is {_json_type(value)}, which is not an attribute type (string, number, array, date, url)",
+    )
+
+
+def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str, Any] | None:
+    """Validate an ``attributes`` object; returns it normalised, or None if it had problems."""
+    if not isinstance(attributes, dict):
+        problems.add(
+            path,
+            "INVALID_PARAMETER",
+            f"{path}: {show(attributes)} is {_json_type(attributes)}; attributes must be an object",
+        )
+        return None
+    ok = True
+    if len(attributes) > MAX_ATTRIBUTES:
+        ok = False
+        problems.add(
+            path,
+            "TOO_MANY_ATTRIBUTES",
+            f"{path}: has {len(attributes)} attributes, more than the 15 allowed",
+        )
+    normal: dict[str, Any] = {}
+    bases: dict[str, str] = {}
+    for key, value in attributes.items():
+        key_path = f"{path}.{key}"
+        parsed = parse_attribute_key(key)
+        if isinstance(parsed, str):
+            ok = False
+            problems.add(
+                key_path,
+                "INVALID_ATTRIBUTE_NAME",
+                f"{key_path}: {show(key)} is not valid: {parsed}",
+            )
+            continue
+        if parsed.base in bases:
+            ok = False
+            problems.add(
+                key_path,
+                "INVALID_ATTRIBUTE_NAME",
+                f"{key_path}: the name {show(parsed.base)} is already used by "
+                f"{show(bases[parsed.base])} in the same object",
+            )
+            continue
+        bases[parsed.base] = key
+        stored, why = attribute_value(parsed, value)
+        if why:
+            ok = False
+            problems.add(key_path, "INVALID_ATTRIBUTE_VALUE", f"{key_path}: {show(value)} {why}")
+            continue
+        normal[key] = stored
+    return normal if ok else None
+
+
+# --- Whole request bodies -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Item:
+    action: str  # "add" or "remove"
+    id: str
+    attributes: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class Body:
+    name: str
+    ids: list[Item]
+    display_name: str | None = None
+
+
+def _missing(
+    problems: Problems, body: dict[str, Any], fields: Iterable[str], prefix: str = ""
+) -> None:
+    for field in fields:
+        if field not in body:
+            path = prefix + field
+            problems.add(path, "MISSING_PARAMETER", f"{path}: is required")
+
+
+def _unknown(problems: Problems, path: str, allowed: Iterable[str]) -> None:
+    problems.add(
+        path,
+        "UNKNOWN_PARAMETER",
+        f"{path}: is not a parameter of this call (allowed: {', '.join(allowed)})",
+    )
+
+
+def _check_item(raw: Any, index: int, replace: bool, problems: Problems) -> Item | None:
+    path = f"ids[{index}]"
+    if not isinstance(raw, dict):
+        problems.add(
+            path,
+            "INVALID_PARAMETER",
+            f"{path}: {show(raw)} is {_json_type(raw)}; each item must be an object",
+        )
+        return None
+    allowed = ("id", "attributes") if replace else ("action", "id", "attributes")
+    before = len(problems.items)
+    action = raw.get("action", "add") if not replace else "add"
+    attributes: dict[str, Any] | None = {} if action == "add" else None
+    for key, value in raw.items():
+        kpath = f"{path}.{key}"
+        if key == "id":
+            p = custom_id_problem(value, kpath)
+            if p:
+                problems.add(*p)
+        elif key == "action" and not replace:
+            if value not in ACTIONS or not isinstance(value, str):
+                problems.add(
+                    kpath,
+                    "INVALID_ACTION",
+                    f'{kpath}: {show(value)} is not an action: use "add" or "remove"',
+                )
+        elif key == "attributes":
+            if action == "remove":
+                problems.add(
+                    kpath,
+                    "ATTRIBUTES_NOT_ALLOWED",
+                    f'{kpath}: attributes are not allowed on a "remove" item',
+                )
+            else:
+                attributes = check_attributes(value, kpath, problems)
+        else:
+            _unknown(problems, kpath, allowed)
+    _missing(problems, raw, ("id",) if replace else ("action", "id"), f"{path}.")
+    if len(problems.items) > before:
+        return None
+    return Item(action, raw["id"], attributes)
+
+
+def _check_ids(value: Any, replace: bool, problems: Problems) -> list[Item]:
+    if not isinstance(value, list):
+        problems.add(
+            "ids",
+            "INVALID_PARAMETER",
+            f"ids: {show(value)} is {_json_type(value)}; ids must be an array",
+        )
+        return []
+    if not value:
+        problems.add("ids", "EMPTY_IDS", "ids: is empty; send 1 to 10,000 items")
+        return []
+    if len(value) > MAX_IDS:
+        problems.add(
+            "ids",
+            "TOO_MANY_IDS",
+            f"ids: has {len(value):,} items, more than the 10,000 allowed in one call; "
+            "split it into several calls",
+        )
+        return []
+    items = []
+    for i, raw in enumerate(value):
+        item = _check_item(raw, i, replace, problems)
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def _validate(
+    body: Any, fields: tuple[str, ...], checks: dict[str, Any]
+) -> tuple[Body | None, list[Problem]]:
+    problems = Problems()
+    values: dict[str, Any] = {}
+    try:
+        for key, value in body.items():
+            check = checks.get(key)
+            if check is None:
+                _unknown(problems, key, fields)
+                continue
+            values[key] = check(value, problems)
+        _missing(problems, body, [f for f in fields if f in ("name", "ids", "type")])
+    except _Full:
+        pass
+    if problems:
+        return None, problems.items
+    return Body(
+        name=body["name"], ids=values.get("ids", []), display_name=body.get("display_name")
+    ), []
+
+
+def _name_check(value: Any, problems: Problems) -> None:
+    p = audience_name_problem(value)
+    if p:
+        problems.add(*p)
+
+
+def _type_check(value: Any, problems: Problems) -> None:
+    if value != AUDIENCE_TYPE or not isinstance(value, str):
+        problems.add(
+            "type",
+            "INVALID_AUDIENCE_TYPE",
+            f'type: {show(value)} is not an audience type; the only type is "custom_ids"',
+        )
+
+
+def _display_name_check(value: Any, problems: Problems) -> None:
+    p = display_name_problem(value)
+    if p:
+        problems.add(*p)
+
+
+def validate_create(body: dict[str, Any]) -> tuple[Body | None, list[Problem]]:
+    return _validate(
+        body,
+        ("name", "type", "display_name"),
+        {"name": _name_check, "type": _type_check, "display_name": _display_name_check},
+    )
+
+
+def validate_update(body: dict[str, Any]) -> tuple[Body | None, list[Problem]]:
+    return _validate(
+        body,
+        ("name", "ids"),
+        {"name": _name_check, "ids": lambda v, p: _check_ids(v, False, p)},
+    )
+
+
+def validate_replace(body: dict[str, Any]) -> tuple[Body | None, list[Problem]]:
+    return _validate(
+        body,
+        ("name", "ids"),
+        {"name": _name_check, "ids": lambda v, p: _check_ids(v, True, p)},
+    )
+
+
+def validate_remove(body: dict[str, Any]) -> tuple[Body | None, list[Problem]]:
+    return _validate(body, ("name",), {"name": _name_check})
+
+
+def last_wins(items: Iterable[Item]) -> Iterator[Item]:
+    """Items with only the last one of each ID kept, in the order of those last items."""
+    latest: dict[str, Item] = {}
+    for item in items:
+        latest.pop(item.id, None)
+        latest[item.id] = item
+    return iter(latest.values())
