@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import json
 import logging
 from collections.abc import Callable
@@ -486,10 +487,18 @@ def _dispatch(request: HttpRequest, route: str) -> HttpResponse:
         if replay is not None:
             return _accepted(replay)
     _check_content_type(request)
-    body = parse_json(raw)
-    _query(request, ())
-    key = _idempotency_key(request)
-    return POST_ROUTES[route](request, project, body, key)
+    # A 10,000-item body is ~100,000 short-lived objects without cycles: pausing the cyclic
+    # garbage collector while they live saves it from scanning them again and again.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        body = parse_json(raw)
+        _query(request, ())
+        key = _idempotency_key(request)
+        return POST_ROUTES[route](request, project, body, key)
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _method_not_allowed(request: HttpRequest, allowed: str) -> ApiError:

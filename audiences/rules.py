@@ -47,6 +47,11 @@ WHITE_SPACE = frozenset(
 )
 # Unicode category Cc: C0 controls, DEL and C1 controls.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_URL_BAD_CHAR_RE = re.compile(
+    "[\x00-\x20\x7f-\x9f\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
+# scheme://host[/path][?query][#fragment] with a plain host name or IPv4 address.
+_PLAIN_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.-]+(?:[/?#].*)?", re.DOTALL)
 
 
 class Problem(NamedTuple):
@@ -165,6 +170,14 @@ def custom_id_problem(value: Any, path: str = "id") -> Problem | None:
     return None
 
 
+_PLAIN_ID_RE = re.compile(r"[!-~](?:[ -~]*[!-~])?")
+
+
+def _plain_id(value: str) -> bool:
+    """True for the common printable-ASCII ID without edge spaces (no further checks needed)."""
+    return _PLAIN_ID_RE.fullmatch(value) is not None
+
+
 def display_name_problem(value: Any, path: str = "display_name") -> Problem | None:
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_DISPLAY_NAME:
         detail = (
@@ -252,8 +265,10 @@ def url_problem(value: str) -> str | None:
         return f"has {len(value)} characters, more than the 2048 allowed"
     if not value:
         return "is empty; a URL needs a scheme and a host"
-    if _CONTROL_RE.search(value) or any(c in WHITE_SPACE for c in value):
+    if _URL_BAD_CHAR_RE.search(value):
         return "contains whitespace or a control character"
+    if _PLAIN_URL_RE.fullmatch(value):
+        return None  # the common shape, without the cost of urlsplit
     try:
         parts = urlsplit(value)
         host = parts.hostname
@@ -343,36 +358,51 @@ def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str
             "TOO_MANY_ATTRIBUTES",
             f"{path}: has {len(attributes)} attributes, more than the 15 allowed",
         )
-    normal: dict[str, Any] = {}
     bases: dict[str, str] = {}
+    changed: dict[str, Any] = {}
     for key, value in attributes.items():
-        key_path = f"{path}.{key}"
-        parsed = parse_attribute_key(key)
-        if isinstance(parsed, str):
+        parsed = _key_cache.get(key) or parse_attribute_key(key)
+        if parsed.__class__ is not AttributeKey:
             ok = False
             problems.add(
-                key_path,
+                f"{path}.{key}",
                 "INVALID_ATTRIBUTE_NAME",
-                f"{key_path}: {show(key)} is not valid: {parsed}",
+                f"{path}.{key}: {show(key)} is not valid: {parsed}",
             )
             continue
-        if parsed.base in bases:
+        base = parsed.base  # type: ignore[union-attr]
+        if base in bases:
             ok = False
             problems.add(
-                key_path,
+                f"{path}.{key}",
                 "INVALID_ATTRIBUTE_NAME",
-                f"{key_path}: the name {show(parsed.base)} is already used by "
-                f"{show(bases[parsed.base])} in the same object",
+                f"{path}.{key}: the name {show(base)} is already used by "
+                f"{show(bases[base])} in the same object",
             )
             continue
-        bases[parsed.base] = key
-        stored, why = attribute_value(parsed, value)
+        bases[base] = key
+        # Fast paths for the common valid values; anything else gets the full check.
+        kind = parsed.kind  # type: ignore[union-attr]
+        cls = value.__class__
+        if kind == "plain" and (
+            (cls is str and 0 < len(value) <= MAX_STRING)
+            or (cls is int and MIN_INT <= value <= MAX_INT)
+            or (cls is float and math.isfinite(value))
+        ):
+            continue
+        stored, why = attribute_value(parsed, value)  # type: ignore[arg-type]
         if why:
             ok = False
-            problems.add(key_path, "INVALID_ATTRIBUTE_VALUE", f"{key_path}: {show(value)} {why}")
-            continue
-        normal[key] = stored
-    return normal if ok else None
+            problems.add(
+                f"{path}.{key}", "INVALID_ATTRIBUTE_VALUE", f"{path}.{key}: {show(value)} {why}"
+            )
+        elif stored is not value:
+            changed[key] = stored
+    if not ok:
+        return None
+    if changed:
+        attributes = {**attributes, **changed}
+    return attributes
 
 
 # --- Whole request bodies -----------------------------------------------------------------------
@@ -423,29 +453,30 @@ def _check_item(raw: Any, index: int, replace: bool, problems: Problems) -> Item
     action = raw.get("action", "add") if not replace else "add"
     attributes: dict[str, Any] | None = {} if action == "add" else None
     for key, value in raw.items():
-        kpath = f"{path}.{key}"
         if key == "id":
-            p = custom_id_problem(value, kpath)
+            if value.__class__ is str and 0 < len(value) <= MAX_ID_LENGTH and _plain_id(value):
+                continue
+            p = custom_id_problem(value, f"{path}.id")
             if p:
                 problems.add(*p)
         elif key == "action" and not replace:
             if value not in ACTIONS or not isinstance(value, str):
                 problems.add(
-                    kpath,
+                    f"{path}.action",
                     "INVALID_ACTION",
-                    f'{kpath}: {show(value)} is not an action: use "add" or "remove"',
+                    f'{path}.action: {show(value)} is not an action: use "add" or "remove"',
                 )
         elif key == "attributes":
             if action == "remove":
                 problems.add(
-                    kpath,
+                    f"{path}.attributes",
                     "ATTRIBUTES_NOT_ALLOWED",
-                    f'{kpath}: attributes are not allowed on a "remove" item',
+                    f'{path}.attributes: attributes are not allowed on a "remove" item',
                 )
             else:
-                attributes = check_attributes(value, kpath, problems)
+                attributes = check_attributes(value, f"{path}.attributes", problems)
         else:
-            _unknown(problems, kpath, allowed)
+            _unknown(problems, f"{path}.{key}", allowed)
     _missing(problems, raw, ("id",) if replace else ("action", "id"), f"{path}.")
     if len(problems.items) > before:
         return None
