@@ -243,3 +243,10 @@ def pending_audience_ids(older_than: timedelta | None = None) -> list[int]:
 def apply_all_pending(older_than: timedelta | None = None) -> int:
     """Apply every audience's pending operations (the worker's sweep, and the tests' drain)."""
     return sum(apply_pending(audience_id) for audience_id in pending_audience_ids(older_than))
+
+
+def sweep() -> int:
+    """The workers' sweep: apply what a killed worker, or a lost enqueue, left IN_PROGRESS."""
+    from django.conf import settings
+
+    return apply_all_pending(older_than=timedelta(seconds=settings.AUDIENCE_API_SWEEP_AFTER))

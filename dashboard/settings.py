@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -93,7 +94,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(DATA_DIR / "test-db.sqlite3")
+    # A file (not memory), so that worker processes started by tests share it; one per test run
+    # so that two runs on one machine never trip over each other.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(
+        DATA_DIR / f"test-db-{os.getpid()}.sqlite3"
+    )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
@@ -126,6 +131,20 @@ AUDIENCE_API_RETRY_AFTER = env_int("AUDIENCE_API_RETRY_AFTER", 5, minimum=1)
 # A worker's sweep re-enqueues operations still IN_PROGRESS after this many seconds (a worker
 # that died, or an enqueue lost between commit and queue).
 AUDIENCE_API_SWEEP_AFTER = env_int("AUDIENCE_API_SWEEP_AFTER", 30, minimum=1)
+
+# --- The dashboard -------------------------------------------------------------------------
+
+CONNECTION_ENCRYPTION_KEY = env_str("CONNECTION_ENCRYPTION_KEY")
+# The embedded API's address as the worker and web server reach it (bin/start sets it).
+EMBEDDED_API_URL = env_str("EMBEDDED_API_URL", "http://127.0.0.1:8000")
+IMPORT_MAX_FILE_BYTES = env_int("IMPORT_MAX_FILE_BYTES", 500 * 1024 * 1024, minimum=1)
+IMPORT_MAX_PASTE_BYTES = env_int("IMPORT_MAX_PASTE_BYTES", 10 * 1024 * 1024, minimum=1)
+# Django's own cap on form bodies must let a full paste box through.
+DATA_UPLOAD_MAX_MEMORY_SIZE = IMPORT_MAX_PASTE_BYTES + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "uploads")))
+# Each app's sweep, run by every worker: they finish what a killed worker left behind.
+WORKER_SWEEPS = ["audiences.operations.sweep", "dashboard.imports.sweep"]
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 

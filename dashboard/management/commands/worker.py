@@ -3,15 +3,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
-
-from audiences.operations import apply_all_pending
+from django.utils.module_loading import import_string
 
 logger = logging.getLogger("audiences.worker")
 
@@ -19,7 +17,7 @@ logger = logging.getLogger("audiences.worker")
 class Command(BaseCommand):
     help = (
         "Run a background worker: the task backend's worker (db_worker or rqworker, by "
-        "TASK_BACKEND) plus a sweep that finishes operations a killed worker left behind."
+        "TASK_BACKEND) plus the sweeps (WORKER_SWEEPS) that finish what a killed worker left behind."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -39,14 +37,15 @@ class Command(BaseCommand):
             )
 
     def _sweep_forever(self, every: float) -> None:
-        stale = timedelta(seconds=settings.AUDIENCE_API_SWEEP_AFTER)
+        sweeps = [import_string(path) for path in settings.WORKER_SWEEPS]
         while True:
-            try:
-                done = apply_all_pending(older_than=stale)
-                if done:
-                    logger.warning("sweep applied %s operation(s) left behind", done)
-            except Exception:
-                logger.exception("sweep failed; retrying")
-            finally:
-                close_old_connections()
+            for sweep in sweeps:
+                try:
+                    done = sweep()
+                    if done:
+                        logger.warning("%s finished %s item(s) left behind", sweep.__module__, done)
+                except Exception:
+                    logger.exception("%s failed; retrying", sweep.__module__)
+                finally:
+                    close_old_connections()
             time.sleep(every)

@@ -1,0 +1,256 @@
+"""The one module that talks to an Audience API (the embedded server, or Batch), over HTTP.
+
+Built on ``requests``: connect and read timeouts; retries with exponential back-off and jitter on
+connection errors, timeouts, 429 (honouring ``Retry-After``) and 500/502/503/504; no automatic
+retry on other 4xx; an ``Idempotency-Key`` on writes so that a resend can't apply twice; and a
+minimum interval between calls of one client (Batch allows about one call per second per project).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import requests
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+IN_PROGRESS_STATES = frozenset({"IN_PROGRESS", "IN_PROCESS"})
+FINAL_STATES = frozenset({"APPLIED", "REPLACED"})
+
+
+class ClientError(Exception):
+    """A call that did not succeed; ``error_code`` and ``error_message`` say why, in words."""
+
+    def __init__(
+        self,
+        error_code: str,
+        error_message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(f"{error_code}: {error_message}")
+        self.error_code = error_code
+        self.error_message = error_message
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.attempts = attempts
+
+
+@dataclass
+class Response:
+    status: int
+    data: dict[str, Any]
+    attempts: int
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    return None
+
+
+def _error_from(response: requests.Response) -> ClientError:
+    try:
+        data = orjson.loads(response.content)
+        code = str(data.get("error_code") or f"HTTP_{response.status_code}")
+        message = str(data.get("error_message") or response.reason or "")
+    except (orjson.JSONDecodeError, AttributeError):
+        code = f"HTTP_{response.status_code}"
+        snippet = response.text[:200].strip() if response.content else ""
+        message = f"the server answered {response.status_code} {response.reason or ''}".strip()
+        if snippet:
+            message += f" with a body that is not JSON: {snippet!r}"
+    return ClientError(
+        code,
+        message,
+        status=response.status_code,
+        retryable=response.status_code in RETRY_STATUSES,
+        retry_after=_retry_after(response),
+    )
+
+
+class AudienceClient:
+    def __init__(
+        self,
+        base_url: str,
+        project_key: str,
+        rest_key: str,
+        *,
+        version: str = "2.3",
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        max_attempts: int = 6,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        min_interval: float = 0.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.version = version
+        self.headers = {
+            "Authorization": f"Bearer {rest_key}",
+            "X-Batch-Project": project_key,
+            "Accept": "application/json",
+        }
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_attempts = max(1, max_attempts)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.min_interval = min_interval
+        self.session = session or requests.Session()
+        self.sleep = sleep
+        self._last_call = 0.0
+        self._lock = threading.Lock()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _pace(self) -> None:
+        if self.min_interval <= 0:
+            return
+        with self._lock:
+            wait = self._last_call + self.min_interval - time.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+            self._last_call = time.monotonic()
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_backoff) + random.uniform(0, 0.1)
+        base = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        return base / 2 + random.uniform(0, base / 2)  # "equal jitter"
+
+    def call(
+        self,
+        method: str,
+        route: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        idempotency_key: str | None = None,
+        on_retry: Callable[[int, ClientError], None] | None = None,
+    ) -> Response:
+        url = f"{self.base_url}/{self.version}/{route}"
+        headers = dict(self.headers)
+        data = None
+        if body is not None:
+            data = orjson.dumps(body)
+            headers["Content-Type"] = "application/json"
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        attempt = 0
+        while True:
+            attempt += 1
+            self._pace()
+            try:
+                response = self.session.request(
+                    method, url, params=params, data=data, headers=headers, timeout=self.timeout
+                )
+            except requests.Timeout:
+                error = ClientError(
+                    "TIMEOUT",
+                    f"no answer from {self.base_url} within {self.timeout[1]:.0f} s",
+                    retryable=True,
+                )
+            except requests.ConnectionError as exc:
+                error = ClientError(
+                    "CONNECTION_ERROR",
+                    f"could not reach {self.base_url}: {_short(exc)}",
+                    retryable=True,
+                )
+            except requests.RequestException as exc:
+                raise ClientError("REQUEST_FAILED", _short(exc), attempts=attempt) from exc
+            else:
+                if response.status_code < 400:
+                    try:
+                        payload = orjson.loads(response.content) if response.content else {}
+                    except orjson.JSONDecodeError:
+                        payload = None
+                    if not isinstance(payload, dict):
+                        error = ClientError(
+                            "BAD_RESPONSE",
+                            f"the server answered {response.status_code} with a body that is not "
+                            f"a JSON object: {response.text[:200]!r}",
+                            status=response.status_code,
+                            retryable=True,
+                        )
+                    else:
+                        return Response(response.status_code, payload, attempt)
+                else:
+                    error = _error_from(response)
+            error.attempts = attempt
+            if not error.retryable or attempt >= self.max_attempts:
+                raise error
+            if on_retry is not None:
+                on_retry(attempt, error)
+            delay = self._delay(attempt, error.retry_after)
+            logger.info("retrying %s %s in %.1f s after %s", method, route, delay, error)
+            self.sleep(delay)
+
+    # --- the Audience API -------------------------------------------------------------------
+
+    def list(self, cursor: str | None = None, limit: int = 10) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["from"] = cursor
+        return self.call("GET", "audiences/list", params=params).data
+
+    def view(self, name: str, token: str | None = None) -> dict[str, Any]:
+        params = {"name": name}
+        if token:
+            params["indexing_token"] = token
+        return self.call("GET", "audiences/view", params=params).data
+
+    def create(self, name: str, display_name: str | None = None, **kw: Any) -> str:
+        body: dict[str, Any] = {"name": name, "type": "custom_ids"}
+        if display_name:
+            body["display_name"] = display_name
+        return self.call("POST", "audiences/create", body=body, **kw).data["indexing_token"]
+
+    def remove(self, name: str, **kw: Any) -> str:
+        return self.call("POST", "audiences/remove", body={"name": name}, **kw).data[
+            "indexing_token"
+        ]
+
+    def update(self, name: str, ids: list[dict[str, Any]], **kw: Any) -> str:
+        return self.call("POST", "audiences/update", body={"name": name, "ids": ids}, **kw).data[
+            "indexing_token"
+        ]
+
+    def replace(self, name: str, ids: list[dict[str, Any]], **kw: Any) -> str:
+        return self.call("POST", "audiences/replace", body={"name": name, "ids": ids}, **kw).data[
+            "indexing_token"
+        ]
+
+    def member(self, name: str, custom_id: str) -> dict[str, Any] | None:
+        """The member's attributes (extension route); None when the ID is not in the audience."""
+        try:
+            return self.call(
+                "GET", "audiences/members/view", params={"name": name, "id": custom_id}
+            ).data
+        except ClientError as error:
+            if error.error_code == "MEMBER_NOT_FOUND":
+                return None
+            raise
+
+    def member_audiences(self, custom_id: str) -> list[dict[str, Any]]:
+        """Every audience that holds the ID (extension route)."""
+        return self.call("GET", "members/view", params={"id": custom_id}).data["audiences"]
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:197] + "..."

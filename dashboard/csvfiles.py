@@ -1,0 +1,214 @@
+"""Reading what people upload: encoding, delimiter and header sniffing, and streaming rows.
+
+No ORM here. Everything streams: memory stays flat whatever the file size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, BinaryIO
+
+SNIFF_BYTES = 256 * 1024
+PREVIEW_ROWS = 20
+# A cell (or a whole line) may be long; past this the file is refused with the row's number
+# rather than read into memory.
+FIELD_LIMIT = 16 * 1024 * 1024
+DELIMITERS = (",", ";", "\t")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+ID_HEADER_RE = re.compile(
+    r"(custom[_ ]?)?(user[_ ]?)?id|identifier|user|customer([_ ]?id)?|external[_ ]?id|uid|member[_ ]?id",
+    re.IGNORECASE,
+)
+
+csv.field_size_limit(FIELD_LIMIT)
+
+
+class FileProblem(Exception):
+    """The file as a whole can't be read; the message says why and what to do, in words."""
+
+
+@dataclass
+class Sniffed:
+    encoding: str
+    delimiter: str
+    has_header: bool
+    columns: list[str]
+    preview: list[list[str]] = field(default_factory=list)
+
+
+def open_binary(path_or_file: str | BinaryIO) -> tuple[BinaryIO, BinaryIO]:
+    """(stream of the file's bytes, the raw file for progress); gzip is uncompressed on the fly."""
+    raw: BinaryIO = open(path_or_file, "rb") if isinstance(path_or_file, str) else path_or_file  # noqa: SIM115
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+    return raw, raw
+
+
+def read_head(stream: BinaryIO, size: int = SNIFF_BYTES) -> bytes:
+    try:
+        return stream.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileProblem(f"The compressed file is damaged and can't be read ({exc}).") from None
+
+
+def _decode_head(head: bytes) -> tuple[str, str]:
+    if head.startswith(codecs.BOM_UTF8):
+        encoding, body = "utf-8-sig", head[3:]
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise FileProblem(
+            'The file is UTF-16 encoded. Save it as UTF-8 (in Excel: "CSV UTF-8") and upload '
+            "it again."
+        )
+    else:
+        encoding, body = "utf-8", head
+    if b"\x00" in body:
+        raise FileProblem(
+            "The file contains NUL bytes: it looks like a binary file (or UTF-16 without a "
+            "byte order mark), not a CSV or text file. Upload a UTF-8 CSV or text file."
+        )
+    # The head may end in the middle of a character: drop up to 3 trailing bytes.
+    for cut in range(4):
+        try:
+            return encoding, body[: len(body) - cut].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if cut == 3 or exc.start < len(body) - 4:
+                raise FileProblem(_not_utf8_message(body, exc.start)) from None
+    raise AssertionError("unreachable")
+
+
+def _not_utf8_message(data: bytes, position: int) -> str:
+    line = data.count(b"\n", 0, position) + 1
+    return (
+        f"The file is not UTF-8: the byte 0x{data[position]:02X} on line {line} is not valid "
+        "UTF-8 (the file may be Latin-1 or Windows-1252). Save it as UTF-8 (in Excel: "
+        '"CSV UTF-8") and upload it again.'
+    )
+
+
+def _rows(text: str, delimiter: str, limit: int) -> list[list[str]]:
+    rows = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        for row in reader:
+            if not row or row == [""]:
+                continue
+            rows.append(row)
+            if len(rows) >= limit:
+                break
+    except csv.Error:
+        pass
+    return rows
+
+
+def _sniff_delimiter(text: str) -> str:
+    best, best_score = ",", (0.0, 0.0)
+    for delimiter in DELIMITERS:
+        rows = _rows(text, delimiter, 50)
+        if len(rows) > 1:
+            rows = rows[:-1]  # the last row of the head may be cut short
+        counts = [len(r) for r in rows]
+        if not counts or max(counts) < 2:
+            continue
+        common = max(set(counts), key=counts.count)
+        score = (counts.count(common) / len(counts), float(common))
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _looks_like_value(cell: str) -> bool:
+    cell = cell.strip()
+    return bool(
+        re.fullmatch(r"[+-]?\d+([.,]\d+)?", cell)
+        or re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", cell)
+        or "://" in cell
+        or "@" in cell
+    )
+
+
+def _sniff_header(rows: list[list[str]]) -> bool:
+    if not rows:
+        return False
+    first = rows[0]
+    if any(not c.strip() for c in first) or any(_looks_like_value(c) for c in first):
+        return False
+    if len({c.strip().lower() for c in first}) != len(first):
+        return False
+    if ID_HEADER_RE.fullmatch(first[0].strip()):
+        return True
+    if len(rows) == 1:
+        return False
+    # A header row differs from the rows below it: some column holds values there.
+    return (
+        any(
+            any(_looks_like_value(row[i]) for row in rows[1:] if i < len(row))
+            for i in range(len(first))
+        )
+        or len(first) > 1
+    )
+
+
+def sniff(head: bytes) -> Sniffed:
+    """Encoding, delimiter, header and the first rows, from the first bytes of a file."""
+    if not head.strip(b" \t\r\n" + codecs.BOM_UTF8):
+        raise FileProblem("The file is empty: there is nothing to import.")
+    encoding, text = _decode_head(head)
+    delimiter = _sniff_delimiter(text)
+    rows = _rows(text, delimiter, PREVIEW_ROWS + 1)
+    if not rows:
+        raise FileProblem("The file holds no rows, only blank lines.")
+    has_header = _sniff_header(rows)
+    width = max(len(r) for r in rows)
+    columns = default_columns(rows[0] if has_header else [], width)
+    preview = rows[1:] if has_header else rows
+    return Sniffed(encoding, delimiter, has_header, columns, preview[:PREVIEW_ROWS])
+
+
+def default_columns(header: list[str], width: int) -> list[str]:
+    names = [c.strip() or f"Column {i + 1}" for i, c in enumerate(header)]
+    names += [f"Column {i + 1}" for i in range(len(names), width)]
+    return names
+
+
+def iter_rows(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(record number, cells) for every non-blank record; the first record is number 1.
+
+    Raises FileProblem, naming the record, on bytes that are not UTF-8, a damaged gzip stream
+    or a cell longer than FIELD_LIMIT (an unmatched quote, usually).
+    """
+    text: IO[str] = io.TextIOWrapper(stream, encoding=encoding, errors="strict", newline="")  # type: ignore[arg-type]
+    reader = csv.reader(text, delimiter=delimiter)
+    number = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise FileProblem(
+                f"Row {number + 1}: the file is not UTF-8 from here on (byte "
+                f"0x{exc.object[exc.start]:02X} is not valid UTF-8). Save the file as UTF-8 "
+                "and upload it again."
+            ) from None
+        except csv.Error as exc:
+            raise FileProblem(
+                f"Row {number + 1}: {exc}. A cell longer than {FIELD_LIMIT // (1024 * 1024)} MB "
+                'usually means a quote (") that is never closed.'
+            ) from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise FileProblem(
+                f"Row {number + 1}: the compressed file is damaged or cut short ({exc})."
+            ) from None
+        number += 1
+        if not row or (len(row) == 1 and not row[0]):
+            continue
+        yield number, row

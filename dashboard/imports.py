@@ -1,0 +1,328 @@
+"""Imports: taking a file or a paste in, and validating every row in the background.
+
+A web request only stores the upload and sniffs its first bytes; the worker streams the whole
+file (memory stays flat), storing each row once, normalised, with its problems. The import row
+carries its own state and a lease, so a worker killed mid-file is noticed by the sweep and the
+validation starts over (it is idempotent: it clears what it wrote before).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import tempfile
+from datetime import timedelta
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.files import File
+from django.db import connection, transaction
+from django.utils import timezone
+
+from dashboard import csvfiles, mapping
+from dashboard.models import Connection, Import, ImportProblem, ImportRow
+from dashboard.validation import RowValidator
+
+logger = logging.getLogger(__name__)
+
+BATCH = 10_000
+LEASE = timedelta(seconds=60)
+
+
+class UploadRefused(Exception):
+    """The upload can't become an import; the message says why, for the form."""
+
+
+def _spool(chunks: Any, limit: int, what: str) -> tuple[IO[bytes], int, str]:
+    """Copy the upload to a temporary file, hashing it and enforcing the size limit."""
+    digest = hashlib.sha256()
+    size = 0
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise UploadRefused(
+                    f"The {what} is larger than the {_human(limit)} allowed; split it into smaller files."
+                )
+            digest.update(chunk)
+            spool.write(chunk)
+    except OSError as exc:
+        spool.close()
+        raise UploadRefused(
+            f"The {what} could not be stored ({exc.strerror or exc}); nothing was kept."
+        ) from None
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool, size, digest.hexdigest()
+
+
+def _human(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return (
+                f"{size:,.0f} {unit}"
+                if unit == "bytes"
+                else f"{size:,.1f} {unit}".replace(".0 ", " ")
+            )
+        size /= 1024  # type: ignore[assignment]
+    raise AssertionError
+
+
+def create_import(
+    *,
+    connection_obj: Connection,
+    audience_name: str,
+    mode: str,
+    user: Any,
+    upload: Any = None,
+    paste: str | None = None,
+) -> Import:
+    """Store an upload or a paste and sniff it; raises UploadRefused with a clear message."""
+    if upload is not None:
+        name = os.path.basename(upload.name or "upload.csv")
+        if not name.lower().endswith((".csv", ".txt", ".csv.gz", ".txt.gz", ".gz")):
+            raise UploadRefused("Upload a .csv or .txt file (optionally gzip-compressed, .gz).")
+        spool, size, sha = _spool(upload.chunks(), settings.IMPORT_MAX_FILE_BYTES, "file")
+        source = "file"
+    else:
+        raw = (paste or "").encode("utf-8", "surrogatepass")
+        if len(raw) > settings.IMPORT_MAX_PASTE_BYTES:
+            raise UploadRefused(
+                f"The pasted text is larger than the {_human(settings.IMPORT_MAX_PASTE_BYTES)} "
+                "allowed; upload it as a file instead."
+            )
+        spool, size, sha = _spool([raw], settings.IMPORT_MAX_PASTE_BYTES, "pasted text")
+        name, source = "pasted text", "paste"
+    try:
+        stream, raw_file = csvfiles.open_binary(spool)  # type: ignore[arg-type]
+        compressed = stream is not raw_file
+        head = csvfiles.read_head(stream)
+        try:
+            sniffed = csvfiles.sniff(head)
+        except csvfiles.FileProblem as problem:
+            raise UploadRefused(str(problem)) from None
+        whole = len(head) < csvfiles.SNIFF_BYTES
+        if sniffed.has_header and not sniffed.preview and whole:
+            raise UploadRefused(
+                f"The file has a header row ({', '.join(sniffed.columns)}) but no data rows."
+            )
+        if source == "paste" and len(sniffed.columns) == 1:
+            sniffed.has_header = bool(csvfiles.ID_HEADER_RE.fullmatch(sniffed.columns[0]))
+            if not sniffed.has_header:
+                sniffed.preview = csvfiles._rows(
+                    head.decode("utf-8", "replace"), sniffed.delimiter, 20
+                )
+                sniffed.columns = ["Column 1"]
+        spool.seek(0)
+        imp = Import(
+            connection=connection_obj,
+            audience_name=audience_name,
+            mode=mode,
+            created_by=user,
+            source=source,
+            original_name=name[:255],
+            size=size,
+            sha256=sha,
+            compressed=compressed,
+            encoding=sniffed.encoding,
+            delimiter=sniffed.delimiter,
+            has_header=sniffed.has_header,
+            columns=sniffed.columns,
+            preview=sniffed.preview,
+        )
+        imp.mapping = mapping.propose(sniffed.columns, sniffed.preview, mode)
+        try:
+            imp.file.save(name if source == "file" else "paste.txt", File(spool), save=False)
+            imp.save()
+        except OSError as exc:
+            if imp.file:
+                imp.file.delete(save=False)
+            raise UploadRefused(
+                f"The upload could not be stored ({exc.strerror or exc}); nothing was kept. "
+                "Try again later."
+            ) from None
+        return imp
+    finally:
+        spool.close()
+
+
+def start_validation(imp: Import) -> None:
+    from dashboard.tasks import validate_import
+
+    with transaction.atomic():
+        Import.objects.filter(pk=imp.pk).update(
+            state=Import.VALIDATING,
+            lease_until=timezone.now() + LEASE,
+            progress_bytes=0,
+            rows_read=0,
+            error="",
+        )
+        transaction.on_commit(lambda: _enqueue(validate_import, imp.pk))
+    imp.refresh_from_db()
+
+
+def _enqueue(task: Any, *args: Any) -> None:
+    try:
+        task.enqueue(*args)
+    except Exception:
+        logger.exception("could not enqueue %s%s; the sweep will run it", task, args)
+
+
+_INSERT_ROW = (
+    "INSERT INTO dashboard_importrow (import_run_id, row_number, custom_id, action, attributes,"
+    " has_problems, superseded) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+_INSERT_PROBLEM = (
+    "INSERT INTO dashboard_importproblem (import_run_id, row_number, column_name, value, code,"
+    " message) VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
+def run_validation(import_id: int) -> None:
+    """Validate every row of the import (the worker's task); safe to run again."""
+    run = secrets.token_hex(8)
+    claimed = Import.objects.filter(pk=import_id, state=Import.VALIDATING).update(
+        validation_run=run, lease_until=timezone.now() + LEASE
+    )
+    if not claimed:
+        return
+    imp = Import.objects.get(pk=import_id)
+    ImportRow.objects.filter(import_run_id=imp.pk).delete()
+    ImportProblem.objects.filter(import_run_id=imp.pk).delete()
+    validator = RowValidator(imp.columns, imp.mapping, imp.mode)
+    rows: list[tuple[Any, ...]] = []
+    problems: list[tuple[Any, ...]] = []
+    try:
+        with imp.file.open("rb") as handle:
+            stream, raw_file = csvfiles.open_binary(handle)  # type: ignore[arg-type]
+            records = csvfiles.iter_rows(stream, imp.encoding, imp.delimiter)
+            pk = imp.pk
+            for number, cells in records:
+                if imp.has_header and number == 1:
+                    continue
+                result = validator(cells)
+                rows.append(
+                    (
+                        pk,
+                        number,
+                        result.custom_id,
+                        result.action,
+                        result.attributes.decode(),
+                        bool(result.problems),
+                        False,
+                    )
+                )
+                for p in result.problems:
+                    problems.append((pk, number, p.column, p.value, p.code, p.message))
+                if len(rows) >= BATCH and not _flush(imp, rows, problems, raw_file.tell()):
+                    return  # cancelled, or taken over by another worker
+    except csvfiles.FileProblem as problem:
+        _fail(imp, str(problem))
+        return
+    if not _flush(imp, rows, problems, imp.size):
+        return
+    _finish(imp)
+
+
+def _mine(imp: Import) -> Any:
+    return Import.objects.filter(
+        pk=imp.pk, state=Import.VALIDATING, validation_run=imp.validation_run
+    )
+
+
+def _flush(
+    imp: Import, rows: list[tuple[Any, ...]], problems: list[tuple[Any, ...]], position: int
+) -> bool:
+    """Store a batch and renew the lease; False when the run was cancelled or taken over."""
+    with transaction.atomic():
+        still_mine = _mine(imp).update(
+            rows_read=imp.rows_read + len(rows),
+            progress_bytes=position,
+            lease_until=timezone.now() + LEASE,
+        )
+        if still_mine:
+            with connection.cursor() as cursor:
+                if rows:
+                    cursor.executemany(_INSERT_ROW, rows)
+                if problems:
+                    cursor.executemany(_INSERT_PROBLEM, problems)
+            imp.rows_read += len(rows)
+    rows.clear()
+    problems.clear()
+    return bool(still_mine)
+
+
+_SUPERSEDE = """
+UPDATE dashboard_importrow SET superseded = %s
+WHERE import_run_id = %s AND id IN (
+    SELECT id FROM (
+        SELECT id, ROW_NUMBER() OVER (PARTITION BY custom_id ORDER BY row_number DESC) AS rank
+        FROM dashboard_importrow WHERE import_run_id = %s AND custom_id <> ''
+    ) ranked WHERE rank > 1
+)
+"""
+
+_TOTALS = """
+SELECT COUNT(*),
+       SUM(CASE WHEN has_problems THEN 1 ELSE 0 END),
+       SUM(CASE WHEN superseded THEN 1 ELSE 0 END),
+       SUM(CASE WHEN NOT has_problems AND NOT superseded AND action = 'add' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN NOT has_problems AND NOT superseded AND action = 'remove' THEN 1 ELSE 0 END)
+FROM dashboard_importrow WHERE import_run_id = %s
+"""
+
+
+def _finish(imp: Import) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not _mine(imp).select_for_update().exists():
+            return
+        # The last row of a repeated ID wins (Batch's rule); earlier ones are superseded.
+        cursor.execute(_SUPERSEDE, [True, imp.pk, imp.pk])
+        cursor.execute(_TOTALS, [imp.pk])
+        total, with_problems, superseded, adds, removes = (v or 0 for v in cursor.fetchone())
+        if total == 0:
+            _mine(imp).update(
+                state=Import.FAILED,
+                error="The file has no data rows"
+                + (" under its header." if imp.has_header else "."),
+                lease_until=None,
+            )
+            return
+        _mine(imp).update(
+            state=Import.VALIDATED,
+            total_rows=total,
+            problem_rows=with_problems,
+            superseded_rows=superseded,
+            valid_rows=adds + removes,
+            add_count=adds,
+            remove_count=removes,
+            progress_bytes=imp.size,
+            lease_until=None,
+            validated_at=timezone.now(),
+        )
+
+
+def _fail(imp: Import, message: str) -> None:
+    _mine(imp).update(state=Import.FAILED, error=message, lease_until=None)
+
+
+def sweep() -> int:
+    """Restart validations whose worker stopped renewing its lease (it was killed)."""
+    from dashboard.tasks import validate_import
+
+    stale = list(
+        Import.objects.filter(state=Import.VALIDATING, lease_until__lt=timezone.now()).values_list(
+            "pk", flat=True
+        )
+    )
+    for pk in stale:
+        Import.objects.filter(pk=pk, state=Import.VALIDATING).update(
+            lease_until=timezone.now() + LEASE
+        )
+        _enqueue(validate_import, pk)
+    return len(stale)

@@ -1,0 +1,142 @@
+"""Column mapping: proposing an ID column and typed attributes, and turning cells into values.
+
+The rules themselves (names, lengths, ranges, dates, URLs) are audiences.rules, the same code
+the API server runs; this module only turns text cells into the JSON values an API item carries.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from audiences import rules
+from dashboard.csvfiles import ID_HEADER_RE
+
+TYPES = [
+    ("string", "Text"),
+    ("number", "Whole number"),
+    ("float", "Decimal number"),
+    ("date", "Date"),
+    ("url", "URL"),
+    ("array", "List of texts"),
+    ("ignore", "Ignore this column"),
+]
+TYPE_NAMES = [t for t, _ in TYPES]
+ARRAY_SEPARATORS = ["|", ";", ","]
+ACTION_HEADERS = {"action", "op", "operation"}
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DATE_ONLY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_SPACE_RE = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{2}:[0-9]{2})(:[0-9]{2}(?:\.[0-9]+)?)?"
+)
+
+
+def clean_name(header: str) -> str:
+    """A column header as an attribute name: lower-case, [a-z0-9_], at most 30 characters."""
+    name = re.sub(r"[^a-z0-9_]+", "_", header.strip().lower()).strip("_")
+    name = re.sub(r"_+", "_", name)
+    return name[: rules.MAX_ATTRIBUTE_NAME].rstrip("_")
+
+
+def attribute_key(name: str, kind: str) -> str:
+    return f"{kind}({name})" if kind in ("date", "url") else name
+
+
+def to_date(cell: str) -> str | None:
+    """RFC 3339, or the common 2024-05-01 and 2024-05-01 10:00[:00] forms (read as UTC)."""
+    value = rules.normalize_date(cell)
+    if value is not None:
+        return value
+    if _DATE_ONLY_RE.fullmatch(cell):
+        return rules.normalize_date(cell + "T00:00:00Z")
+    m = _DATE_SPACE_RE.fullmatch(cell)
+    if m:
+        return rules.normalize_date(f"{m.group(1)}T{m.group(2)}{m.group(3) or ':00'}Z")
+    return None
+
+
+def convert(cell: str, kind: str, separator: str = "|") -> tuple[Any, str | None]:
+    """The cell as the API value for that type, or (None, why not). Cells arrive stripped."""
+    if kind == "string" or kind == "url":
+        return cell, None
+    if kind == "number":
+        if _INT_RE.fullmatch(cell):
+            return int(cell), None
+        return None, "is not a whole number"
+    if kind == "float":
+        if _FLOAT_RE.fullmatch(cell):
+            return float(cell), None
+        return None, "is not a number (use a dot for decimals: 12.5)"
+    if kind == "date":
+        value = to_date(cell)
+        if value is None:
+            return None, "is not a date (use 2024-05-01 or 2024-05-01T10:00:00Z)"
+        return value, None
+    if kind == "array":
+        items = [item.strip() for item in cell.split(separator)]
+        return [item for item in items if item], None
+    raise ValueError(f"unknown type {kind!r}")
+
+
+def infer_type(values: list[str]) -> tuple[str, str]:
+    """(type, array separator) that fits every sample value; string when nothing narrower does."""
+    values = [v.strip() for v in values if v.strip()]
+    if not values:
+        return "string", "|"
+    if all(_INT_RE.fullmatch(v) for v in values) and not any(
+        len(v.lstrip("+-")) > 1 and v.lstrip("+-").startswith("0") for v in values
+    ):
+        return "number", "|"
+    if all(_FLOAT_RE.fullmatch(v) for v in values):
+        return "float", "|"
+    if all(to_date(v) is not None for v in values):
+        return "date", "|"
+    if all(rules.url_problem(v) is None and "://" in v for v in values):
+        return "url", "|"
+    for separator in ARRAY_SEPARATORS[:2]:
+        if all(separator in v for v in values):
+            return "array", separator
+    return "string", "|"
+
+
+def propose(columns: list[str], rows: list[list[str]], mode: str) -> dict[str, Any]:
+    """A first mapping for the user to confirm or edit."""
+    id_column = next((i for i, c in enumerate(columns) if ID_HEADER_RE.fullmatch(c.strip())), 0)
+    action_column = None
+    if mode == "column":
+        action_column = next(
+            (
+                i
+                for i, c in enumerate(columns)
+                if c.strip().lower() in ACTION_HEADERS and i != id_column
+            ),
+            None,
+        )
+    attributes = []
+    used: set[str] = set()
+    for i, header in enumerate(columns):
+        if i in (id_column, action_column):
+            continue
+        name = clean_name(header) or f"column_{i + 1}"
+        base, n = name, 2
+        while name in used:
+            suffix = f"_{n}"
+            name = base[: rules.MAX_ATTRIBUTE_NAME - len(suffix)] + suffix
+            n += 1
+        used.add(name)
+        kind, separator = infer_type([r[i] for r in rows if i < len(r)])
+        attributes.append(
+            {
+                "column": i,
+                "name": name,
+                "type": "ignore" if mode == "remove" else kind,
+                "separator": separator,
+            }
+        )
+    return {"id": id_column, "action": action_column, "attributes": attributes}
+
+
+def mapped_attributes(mapping: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for a in mapping.get("attributes", []) if a.get("type") != "ignore"]

@@ -1,0 +1,201 @@
+"""The dashboard's own data: API connections, imports and their normalised rows.
+
+Audience data itself lives behind an Audience API and is reached only through dashboard.client.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import PurePath
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from dashboard import secrets_box
+from dashboard.client import AudienceClient
+
+MAX_CHUNK_SIZE = 10_000
+
+
+class Connection(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.URLField(
+        max_length=500, help_text="e.g. https://api.batch.com (the version is added per call)"
+    )
+    project_key = models.CharField(max_length=200)
+    rest_key_encrypted = models.TextField(editable=False)
+    rest_key_hint = models.CharField(max_length=8, editable=False)
+    chunk_size = models.PositiveIntegerField(
+        default=MAX_CHUNK_SIZE, validators=[MinValueValidator(1), MaxValueValidator(MAX_CHUNK_SIZE)]
+    )
+    calls_per_second = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.01), MaxValueValidator(1000)],
+        help_text="Batch allows about 1 call per second per project",
+    )
+    is_embedded = models.BooleanField(default=False, editable=False)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_embedded", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("dashboard:connection-detail", args=[self.pk])
+
+    def set_rest_key(self, plain: str) -> None:
+        self.rest_key_encrypted = secrets_box.encrypt(plain)
+        self.rest_key_hint = secrets_box.hint(plain)
+
+    def rest_key(self) -> str:
+        return secrets_box.decrypt(self.rest_key_encrypted)
+
+    def client(self, **options: Any) -> AudienceClient:
+        options.setdefault("min_interval", 1.0 / self.calls_per_second)
+        return AudienceClient(self.base_url, self.project_key, self.rest_key(), **options)
+
+
+def _upload_path(instance: Import, filename: str) -> str:
+    # Never a path from the user: a generated name, keeping only a known extension.
+    suffix = "".join(
+        s for s in PurePath(filename).suffixes[-2:] if s.lower() in {".csv", ".txt", ".gz"}
+    )
+    return f"imports/{timezone.now():%Y/%m}/{secrets.token_hex(16)}{suffix.lower()}"
+
+
+class Import(models.Model):
+    # States (the UI's words too); see the design's state machine.
+    UPLOADED, MAPPED, VALIDATING, VALIDATED = "uploaded", "mapped", "validating", "validated"
+    SUBMITTING, SUBMITTED, APPLIED = "submitting", "submitted", "applied"
+    FAILED, CANCELLED = "failed", "cancelled"
+    STATES = [
+        (s, s)
+        for s in (
+            UPLOADED,
+            MAPPED,
+            VALIDATING,
+            VALIDATED,
+            SUBMITTING,
+            SUBMITTED,
+            APPLIED,
+            FAILED,
+            CANCELLED,
+        )
+    ]
+    MODES = [
+        ("add", "Add (or update) these IDs"),
+        ("remove", "Remove these IDs"),
+        ("replace", "Replace the audience with these IDs"),
+        ("column", "Per row, from an action column (add / remove)"),
+    ]
+
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="imports")
+    audience_name = models.CharField(max_length=255)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="imports"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(auto_now=True)
+    mode = models.CharField(max_length=8, choices=MODES, default="add")
+    state = models.CharField(max_length=12, choices=STATES, default=UPLOADED)
+
+    # The input, as stored (generated name) and as the user knew it.
+    file = models.FileField(upload_to=_upload_path)
+    source = models.CharField(max_length=5, choices=[("file", "file"), ("paste", "paste")])
+    original_name = models.CharField(max_length=255, blank=True)
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    compressed = models.BooleanField(default=False)
+
+    # What sniffing found, confirmed or edited by the user.
+    encoding = models.CharField(max_length=16, default="utf-8")
+    delimiter = models.CharField(max_length=1, default=",")
+    has_header = models.BooleanField(default=True)
+    columns = models.JSONField(default=list)  # header names (or "Column N")
+    preview = models.JSONField(default=list)  # the first rows, as cells
+    mapping = models.JSONField(default=dict)
+
+    # Validation progress and results.
+    progress_bytes = models.BigIntegerField(default=0)
+    rows_read = models.BigIntegerField(default=0)
+    total_rows = models.BigIntegerField(default=0)
+    valid_rows = models.BigIntegerField(default=0)
+    problem_rows = models.BigIntegerField(default=0)
+    superseded_rows = models.BigIntegerField(default=0)
+    add_count = models.BigIntegerField(default=0)
+    remove_count = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)  # why the whole file failed, in words
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # Which validation run owns the rows being written (a restarted run takes over).
+    validation_run = models.CharField(max_length=32, blank=True)
+    validated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(fields=["connection", "audience_name", "sha256"], name="import_dup")
+        ]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} into {self.audience_name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("dashboard:import-detail", args=[self.pk])
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in (self.APPLIED, self.FAILED, self.CANCELLED)
+
+    def progress_percent(self) -> int:
+        if self.state in (self.VALIDATED, self.SUBMITTING, self.SUBMITTED, self.APPLIED):
+            return 100
+        if not self.size:
+            return 0
+        return min(99, int(100 * self.progress_bytes / self.size))
+
+    def earlier_submissions(self) -> models.QuerySet[Import]:
+        """Imports of the same file (SHA-256) already submitted to the same audience."""
+        return Import.objects.filter(
+            connection=self.connection,
+            audience_name=self.audience_name,
+            sha256=self.sha256,
+            state__in=[self.SUBMITTING, self.SUBMITTED, self.APPLIED],
+        ).exclude(pk=self.pk)
+
+
+class ImportRow(models.Model):
+    """One row of an import, stored once, normalised, with its problems flagged."""
+
+    import_run = models.ForeignKey(Import, on_delete=models.CASCADE, db_constraint=False)
+    row_number = models.IntegerField()  # the record's number in the file (header = 1)
+    custom_id = models.TextField()
+    action = models.CharField(max_length=6)  # "add" or "remove"
+    attributes = models.TextField(default="{}")  # JSON, exactly as the API item will carry it
+    has_problems = models.BooleanField(default=False)
+    superseded = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["import_run", "row_number"], name="import_row_unique")
+        ]
+
+
+class ImportProblem(models.Model):
+    import_run = models.ForeignKey(Import, on_delete=models.CASCADE, db_constraint=False)
+    row_number = models.IntegerField()
+    column_name = models.CharField(max_length=255, blank=True)
+    value = models.TextField(blank=True)  # cut to 200 characters
+    code = models.CharField(max_length=40)
+    message = models.TextField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["import_run", "code", "row_number"], name="import_problem_kind")
+        ]

@@ -1,0 +1,12 @@
+"""The dashboard's background tasks (Django's tasks API)."""
+
+from __future__ import annotations
+
+from django_tasks import task
+
+from dashboard import imports
+
+
+@task()
+def validate_import(import_id: int) -> None:
+    imports.run_validation(import_id)

@@ -1,0 +1,136 @@
+"""Row validation: a file's row becomes an API item, or a list of problems naming the column.
+
+The checks are audiences.rules (the API server's own code) applied to the item the row would
+send, so the preview and the API can't disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import orjson
+
+from audiences import rules
+from dashboard.mapping import attribute_key, convert, mapped_attributes
+
+PROBLEM_KINDS = {
+    "WRONG_CELL_COUNT": "Wrong number of cells",
+    "MISSING_ID": "Empty ID",
+    "INVALID_ID": "Invalid ID",
+    "INVALID_ACTION": "Invalid action",
+    "INVALID_ATTRIBUTE_VALUE": "Invalid attribute value",
+    "INVALID_ATTRIBUTE_NAME": "Invalid attribute name",
+    "TOO_MANY_ATTRIBUTES": "More than 15 attributes",
+}
+
+
+class RowProblem(NamedTuple):
+    column: str
+    value: str
+    code: str
+    message: str
+
+
+class RowResult(NamedTuple):
+    custom_id: str
+    action: str
+    attributes: bytes  # JSON of the item's attributes
+    problems: list[RowProblem]
+
+
+def _cut(value: str, size: int = 200) -> str:
+    return value if len(value) <= size else value[: size - 1] + "…"
+
+
+class RowValidator:
+    def __init__(self, columns: list[str], mapping: dict[str, Any], mode: str) -> None:
+        self.columns = columns
+        self.width = len(columns)
+        self.id_column = int(mapping["id"])
+        self.id_header = columns[self.id_column]
+        action = mapping.get("action")
+        self.action_column = int(action) if action is not None and mode == "column" else None
+        self.mode = mode
+        self.attributes = [
+            (
+                int(a["column"]),
+                attribute_key(a["name"], a["type"]),
+                a["type"],
+                a.get("separator") or "|",
+                columns[int(a["column"])],
+            )
+            for a in mapped_attributes(mapping)
+        ]
+        self.header_of_key = {key: header for _, key, _, _, header in self.attributes}
+        self.fixed_action = {"add": "add", "replace": "add", "remove": "remove"}.get(mode)
+
+    def __call__(self, cells: list[str]) -> RowResult:
+        problems: list[RowProblem] = []
+        width = len(cells)
+        if width != self.width:
+            problems.append(
+                RowProblem(
+                    "",
+                    "",
+                    "WRONG_CELL_COUNT",
+                    f"this row has {width} cell{'s' if width != 1 else ''} where the header has "
+                    f"{self.width}",
+                )
+            )
+        custom_id = cells[self.id_column] if self.id_column < width else ""
+        if not custom_id:
+            problems.append(RowProblem(self.id_header, "", "MISSING_ID", "the ID cell is empty"))
+        else:
+            problem = rules.custom_id_problem(custom_id, "id")
+            if problem:
+                problems.append(
+                    RowProblem(self.id_header, _cut(custom_id), "INVALID_ID", _after_path(problem))
+                )
+        action = self.fixed_action
+        if action is None:
+            assert self.action_column is not None
+            cell = cells[self.action_column].strip() if self.action_column < width else ""
+            action = cell.lower()
+            if action not in rules.ACTIONS:
+                problems.append(
+                    RowProblem(
+                        self.columns[self.action_column],
+                        _cut(cell),
+                        "INVALID_ACTION",
+                        f"{rules.show(cell)} is not an action: use add or remove",
+                    )
+                )
+                action = "add"
+        attributes: dict[str, Any] = {}
+        if action == "add" and self.attributes:
+            for column, key, kind, separator, header in self.attributes:
+                cell = cells[column].strip() if column < width else ""
+                if not cell:
+                    continue  # an empty cell means "no value"
+                value, why = convert(cell, kind, separator)
+                if why:
+                    problems.append(
+                        RowProblem(
+                            header,
+                            _cut(cell),
+                            "INVALID_ATTRIBUTE_VALUE",
+                            f"{rules.show(cell)} {why}",
+                        )
+                    )
+                elif value != []:
+                    attributes[key] = value
+            found = rules.Problems(limit=1000)
+            normal = rules.check_attributes(attributes, "attributes", found)
+            for p in found.items:
+                key = p.path.partition(".")[2]
+                header = self.header_of_key.get(key, "")
+                value = attributes.get(key, "")
+                problems.append(RowProblem(header, _cut(str(value)), p.code, _after_path(p)))
+            attributes = normal or {}
+        return RowResult(custom_id, action, orjson.dumps(attributes), problems)
+
+
+def _after_path(problem: rules.Problem) -> str:
+    """The rule's message without its leading 'path: ' (the page shows the column instead)."""
+    prefix = problem.path + ": "
+    return problem.message[len(prefix) :] if problem.message.startswith(prefix) else problem.message
