@@ -82,6 +82,11 @@ def _error_from(response: requests.Response) -> ClientError:
     )
 
 
+def new_session() -> requests.Session:
+    """Every client's HTTP session comes from here (tests plug their transport in here)."""
+    return requests.Session()
+
+
 class AudienceClient:
     def __init__(
         self,
@@ -111,7 +116,7 @@ class AudienceClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.min_interval = min_interval
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         self.sleep = sleep
         self._last_call = 0.0
         self._lock = threading.Lock()

@@ -57,9 +57,13 @@ class Connection(models.Model):
     def rest_key(self) -> str:
         return secrets_box.decrypt(self.rest_key_encrypted)
 
+    def api_url(self) -> str:
+        # The embedded connection follows wherever this deployment serves its own API.
+        return settings.EMBEDDED_API_URL if self.is_embedded else self.base_url
+
     def client(self, **options: Any) -> AudienceClient:
         options.setdefault("min_interval", 1.0 / self.calls_per_second)
-        return AudienceClient(self.base_url, self.project_key, self.rest_key(), **options)
+        return AudienceClient(self.api_url(), self.project_key, self.rest_key(), **options)
 
 
 def _upload_path(instance: Import, filename: str) -> str:

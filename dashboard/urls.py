@@ -6,9 +6,9 @@ from django.urls import include, path
 from dashboard import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("dashboard.app_urls")),
     path("", include("audiences.urls")),
 ]

@@ -1,21 +1,447 @@
+"""The dashboard's pages. Each view: authorise, validate with a form, act, render or redirect."""
+
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+import csv
+from typing import Any
+
+import orjson
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import connection as db_connection
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from audiences import rules
+from dashboard import csvfiles, imports, mapping, roles
+from dashboard.client import ClientError
+from dashboard.forms import (
+    AudienceForm,
+    ConnectionForm,
+    FormatForm,
+    ImportForm,
+    MappingForm,
+    RemoveAudienceForm,
+)
+from dashboard.models import Connection, Import, ImportProblem, ImportRow
+from dashboard.validation import PROBLEM_KINDS
+
+# --- Fetch and authorise, one helper per object type ---------------------------------------------
 
 
-@login_required
+def _get_connection_for_user(request: HttpRequest, pk: int | str | None) -> Connection:
+    """The connection to browse audiences through: the given one, or the default one."""
+    connections = Connection.objects.all()
+    if pk not in (None, ""):
+        try:
+            return connections.get(pk=int(pk))
+        except (ValueError, Connection.DoesNotExist):
+            raise Http404("No such connection") from None
+    found = connections.first()
+    if found is None:
+        raise Http404("No API connection yet: an admin must add one")
+    return found
+
+
+def _get_import_for_user(request: HttpRequest, pk: int) -> Import:
+    imp = get_object_or_404(Import.objects.select_related("connection", "created_by"), pk=pk)
+    if not roles.can_manage_audiences(request.user):
+        raise Http404
+    return imp
+
+
+def _client_error_text(error: ClientError) -> str:
+    return f"The API answered {error.error_code}: {error.error_message}"
+
+
+# --- Home and health --------------------------------------------------------------------------
+
+
+@roles.requires(lambda user: True)
 def home(request: HttpRequest) -> HttpResponse:
+    if roles.can_manage_audiences(request.user):
+        return redirect("dashboard:import-list")
     return render(request, "dashboard/home.html")
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
     """For load balancers and uptime checks: 200 when the database answers."""
     try:
-        with connection.cursor() as cursor:
+        with db_connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception:
         return JsonResponse({"status": "database unavailable"}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+# --- Connections (admins) -------------------------------------------------------------------------
+
+
+@roles.requires(roles.can_manage_connections)
+def connection_list(request: HttpRequest) -> HttpResponse:
+    connections = Connection.objects.annotate(nb_imports=Count("imports"))
+    return render(request, "dashboard/connection_list.html", {"connections": connections})
+
+
+@roles.requires(roles.can_manage_connections)
+@require_http_methods(["GET", "POST"])
+def connection_new(request: HttpRequest) -> HttpResponse:
+    form = ConnectionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        conn = form.save()
+        messages.success(request, f"Connection {conn.name} saved. Test it below.")
+        return redirect(conn)
+    return render(request, "dashboard/connection_form.html", {"form": form})
+
+
+@roles.requires(roles.can_manage_connections)
+@require_http_methods(["GET", "POST"])
+def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    conn = get_object_or_404(Connection, pk=pk)
+    form = ConnectionForm(request.POST or None, instance=conn)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Connection {conn.name} saved.")
+        return redirect(conn)
+    return render(request, "dashboard/connection_form.html", {"form": form, "connection": conn})
+
+
+@roles.requires(roles.can_manage_connections)
+@require_POST
+def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
+    conn = get_object_or_404(Connection, pk=pk)
+    result = test_connection(conn)
+    if request.htmx:
+        return render(request, "dashboard/connection_form.html#test-result", {"result": result})
+    (messages.success if result["ok"] else messages.error)(request, result["text"])
+    return redirect(conn)
+
+
+def test_connection(conn: Connection) -> dict[str, Any]:
+    """Call `list` once and say what happened, in words."""
+    try:
+        page = conn.client(max_attempts=1, read_timeout=15).list(limit=1)
+    except ClientError as error:
+        hints = {
+            "AUTHENTICATION_INVALID": "check the project key and the REST API key.",
+            "CONNECTION_ERROR": "check the base URL, and that the server is running.",
+            "TIMEOUT": "the server is slow or unreachable; check the base URL.",
+            "NOT_FOUND": "the base URL does not point at an Audience API.",
+        }
+        hint = hints.get(error.error_code, "")
+        return {
+            "ok": False,
+            "text": f"It failed: {error.error_code}, {error.error_message}"
+            + (f" — {hint}" if hint else ""),
+        }
+    except Exception as error:  # a key that can't be decrypted, for one
+        return {"ok": False, "text": f"It failed: {error}"}
+    count = page.get("count")
+    return {
+        "ok": True,
+        "text": "It works: the API answered"
+        + (
+            f" and the project has {count:,} audience{'s' if count != 1 else ''}."
+            if isinstance(count, int)
+            else "."
+        ),
+    }
+
+
+# --- Audiences (through the connection's API) ---------------------------------------------------------
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_GET
+def audience_list(request: HttpRequest) -> HttpResponse:
+    conn = _get_connection_for_user(request, request.GET.get("connection"))
+    cursor = request.GET.get("from", "")
+    context: dict[str, Any] = {"connection": conn, "connections": Connection.objects.all()}
+    try:
+        page = conn.client(max_attempts=2).list(cursor=cursor or None, limit=25)
+        context.update(
+            audiences=page.get("audiences", []),
+            next_from=page.get("next_from") if page.get("has_more") else None,
+            count=page.get("count"),
+            first_page=not cursor,
+        )
+    except ClientError as error:
+        context["error"] = _client_error_text(error)
+    return render(request, "dashboard/audience_list.html", context)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_GET
+def audience_detail(request: HttpRequest, connection_pk: int, name: str) -> HttpResponse:
+    conn = _get_connection_for_user(request, connection_pk)
+    context: dict[str, Any] = {"connection": conn, "name": name}
+    try:
+        context["audience"] = conn.client(max_attempts=2).view(name)
+    except ClientError as error:
+        if error.error_code == "AUDIENCE_NOT_FOUND":
+            raise Http404(f"No audience named {name}") from None
+        context["error"] = _client_error_text(error)
+    context["imports"] = Import.objects.filter(connection=conn, audience_name=name)[:20]
+    context["can_remove"] = roles.can_remove_audiences(request.user)
+    return render(request, "dashboard/audience_detail.html", context)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_http_methods(["GET", "POST"])
+def audience_new(request: HttpRequest) -> HttpResponse:
+    conn = _get_connection_for_user(request, request.GET.get("connection"))
+    form = AudienceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        name = form.cleaned_data["name"]
+        try:
+            conn.client(max_attempts=2).create(name, form.cleaned_data["display_name"] or None)
+        except ClientError as error:
+            if error.error_code == "AUDIENCE_ALREADY_EXISTS":
+                form.add_error("name", f"An audience named {name} exists already.")
+            else:
+                form.add_error(None, _client_error_text(error))
+        else:
+            messages.success(request, f"Audience {name} created.")
+            return redirect("dashboard:audience-detail", connection_pk=conn.pk, name=name)
+    return render(request, "dashboard/audience_form.html", {"form": form, "connection": conn})
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_GET
+def audience_check_name(request: HttpRequest) -> HttpResponse:
+    """As-you-type check of an audience name, with the API's own rule."""
+    name = request.GET.get("name", "")
+    problem = rules.audience_name_problem(name, "name") if name else None
+    return render(
+        request,
+        "dashboard/_name_check.html",
+        {"name": name, "problem": problem.message.removeprefix("name: ") if problem else None},
+    )
+
+
+@roles.requires(roles.can_remove_audiences)
+@require_http_methods(["GET", "POST"])
+def audience_remove(request: HttpRequest, connection_pk: int, name: str) -> HttpResponse:
+    conn = _get_connection_for_user(request, connection_pk)
+    form = RemoveAudienceForm(request.POST or None, name=name)
+    if request.method == "POST" and form.is_valid():
+        try:
+            conn.client(max_attempts=2).remove(name)
+        except ClientError as error:
+            form.add_error(None, _client_error_text(error))
+        else:
+            messages.success(request, f"Audience {name} removed.")
+            return redirect(f"{reverse('dashboard:audience-list')}?connection={conn.pk}")
+    return render(
+        request, "dashboard/audience_remove.html", {"form": form, "connection": conn, "name": name}
+    )
+
+
+# --- Imports -------------------------------------------------------------------------------------
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_GET
+def import_list(request: HttpRequest) -> HttpResponse:
+    page = Paginator(Import.objects.select_related("connection", "created_by"), 50).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "dashboard/import_list.html", {"page": page})
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_http_methods(["GET", "POST"])
+def import_new(request: HttpRequest) -> HttpResponse:
+    initial = {
+        k: request.GET[k] for k in ("connection", "audience_name", "mode") if k in request.GET
+    }
+    form = ImportForm(request.POST or None, request.FILES or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            imp = imports.create_import(
+                connection_obj=data["connection"],
+                audience_name=data["audience_name"],
+                mode=data["mode"],
+                user=request.user,
+                upload=data.get("file"),
+                paste=None if data.get("file") else data.get("paste"),
+            )
+        except imports.UploadRefused as refused:
+            form.add_error("file" if data.get("file") else "paste", str(refused))
+        else:
+            return redirect(imp)
+    return render(request, "dashboard/import_new.html", {"form": form})
+
+
+def _detail_context(imp: Import) -> dict[str, Any]:
+    context: dict[str, Any] = {"imp": imp, "kinds": PROBLEM_KINDS}
+    if imp.state in (Import.UPLOADED, Import.MAPPED):
+        context["mapping_form"] = MappingForm(imp=imp)
+        context["format_form"] = FormatForm(
+            initial={"delimiter": imp.delimiter, "has_header": imp.has_header}
+        )
+    if imp.state not in (Import.UPLOADED, Import.MAPPED, Import.VALIDATING):
+        context.update(_preview_context(imp))
+    return context
+
+
+def _preview_context(imp: Import) -> dict[str, Any]:
+    problems = ImportProblem.objects.filter(import_run=imp)
+    groups = [
+        {"code": g["code"], "label": PROBLEM_KINDS.get(g["code"], g["code"]), "count": g["n"]}
+        for g in problems.values("code").annotate(n=Count("id")).order_by("-n", "code")
+    ]
+    sample = [
+        _api_item(row)
+        for row in ImportRow.objects.filter(
+            import_run=imp, has_problems=False, superseded=False
+        ).order_by("row_number")[:5]
+    ]
+    return {
+        "groups": groups,
+        "sample": orjson.dumps(sample, option=orjson.OPT_INDENT_2).decode() if sample else "",
+        "earlier": list(imp.earlier_submissions()[:5]),
+    }
+
+
+def _api_item(row: ImportRow) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": row.custom_id}
+    if row.action == "remove":
+        item = {"action": "remove", **item}
+    else:
+        item = {"action": "add", **item}
+        attributes = orjson.loads(row.attributes)
+        if attributes:
+            item["attributes"] = attributes
+    return item
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_GET
+def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    imp = _get_import_for_user(request, pk)
+    return render(request, "dashboard/import_detail.html", _detail_context(imp))
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_GET
+def import_state(request: HttpRequest, pk: int) -> HttpResponse:
+    """The polled part of the import page; polling stops (286) once validation is over."""
+    imp = _get_import_for_user(request, pk)
+    response = render(request, "dashboard/import_detail.html#state", _detail_context(imp))
+    if imp.state != Import.VALIDATING:
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_POST
+def import_format(request: HttpRequest, pk: int) -> HttpResponse:
+    imp = _get_import_for_user(request, pk)
+    form = FormatForm(request.POST)
+    if imp.state in (Import.UPLOADED, Import.MAPPED) and form.is_valid():
+        with imp.file.open("rb") as handle:
+            stream, _ = csvfiles.open_binary(handle)
+            head = csvfiles.read_head(stream)
+        text = head.decode(imp.encoding.replace("-sig", ""), "replace").lstrip("\ufeff")
+        rows = csvfiles._rows(text, form.cleaned_data["delimiter"], csvfiles.PREVIEW_ROWS + 1)
+        imp.delimiter = form.cleaned_data["delimiter"]
+        imp.has_header = form.cleaned_data["has_header"]
+        width = max((len(r) for r in rows), default=1)
+        imp.columns = csvfiles.default_columns(rows[0] if imp.has_header and rows else [], width)
+        imp.preview = (rows[1:] if imp.has_header else rows)[: csvfiles.PREVIEW_ROWS]
+        imp.mapping = mapping.propose(imp.columns, imp.preview, imp.mode)
+        imp.state = Import.UPLOADED
+        imp.save()
+    return redirect(imp)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_POST
+def import_mapping(request: HttpRequest, pk: int) -> HttpResponse:
+    imp = _get_import_for_user(request, pk)
+    if imp.state not in (Import.UPLOADED, Import.MAPPED):
+        messages.error(request, f"This import is {imp.state}: its mapping can't change any more.")
+        return redirect(imp)
+    form = MappingForm(request.POST, imp=imp)
+    if not form.is_valid():
+        context = _detail_context(imp)
+        context["mapping_form"] = form
+        return render(request, "dashboard/import_detail.html", context, status=400)
+    imp.mapping = form.cleaned_data["mapping"]
+    imp.state = Import.MAPPED
+    imp.save(update_fields=["mapping", "state", "updated"])
+    imports.start_validation(imp)
+    return redirect(imp)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_POST
+def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    imp = _get_import_for_user(request, pk)
+    cancellable = (Import.UPLOADED, Import.MAPPED, Import.VALIDATING, Import.VALIDATED)
+    updated = Import.objects.filter(pk=imp.pk, state__in=cancellable).update(
+        state=Import.CANCELLED, lease_until=None
+    )
+    if updated:
+        messages.success(request, "Import cancelled: nothing was sent.")
+    else:
+        messages.error(request, f"This import is {imp.state}: it can't be cancelled.")
+    return redirect(imp)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_GET
+def import_problems(request: HttpRequest, pk: int) -> HttpResponse:
+    imp = _get_import_for_user(request, pk)
+    kind = request.GET.get("kind", "")
+    problems = ImportProblem.objects.filter(import_run=imp).order_by("row_number", "id")
+    if kind:
+        problems = problems.filter(code=kind)
+    page = Paginator(problems, 50).get_page(request.GET.get("page"))
+    context = {"imp": imp, "page": page, "kind": kind, "kinds": PROBLEM_KINDS}
+    template = "dashboard/import_problems.html"
+    if request.htmx:
+        template += "#table"
+    return render(request, template, context)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> str:
+    """A cell a spreadsheet won't run: a leading =, +, -, @, tab or CR gets a quote before it."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_GET
+def import_report(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    imp = _get_import_for_user(request, pk)
+    writer = csv.writer(_Echo())
+    problems = (
+        ImportProblem.objects.filter(import_run=imp)
+        .order_by("row_number", "id")
+        .values_list("row_number", "column_name", "value", "code", "message")
+    )
+
+    def lines():  # type: ignore[no-untyped-def]
+        yield "\ufeff"  # so that spreadsheet programs read it as UTF-8
+        yield writer.writerow(["row", "column", "value", "rule", "message"])
+        for row in problems.iterator(chunk_size=5000):
+            yield writer.writerow([spreadsheet_safe(v) for v in row])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="import-{imp.pk}-problems.csv"'
+    return response

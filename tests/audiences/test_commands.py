@@ -64,18 +64,3 @@ def test_revoke_needs_a_known_prefix(db):
         _run("api_keys", "revoke", "shop", "rk_nothing")
     with pytest.raises(CommandError, match="No project"):
         _run("api_keys", "list", "nope")
-
-
-def test_bootstrap_creates_the_embedded_project_and_an_admin_once(db, settings, tmp_path):
-    from django.contrib.auth import get_user_model
-
-    settings.DATA_DIR = tmp_path
-    first = _run("bootstrap")
-    assert "Created the first admin user" in first and "Bearer rk_" in first
-    keys = json.loads((tmp_path / "embedded-api.json").read_text())
-    api = ApiClient(project_key=keys["project_key"], rest_key=keys["rest_key"])
-    assert api.get("audiences/list").status_code == 200
-    second = _run("bootstrap")
-    assert "An admin user exists" in second
-    assert get_user_model().objects.filter(is_superuser=True).count() == 1
-    assert Project.objects.filter(name="embedded").count() == 1
