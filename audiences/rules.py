@@ -36,9 +36,10 @@ _ATTRIBUTE_NAME_RE = re.compile(r"[a-z0-9_]{1,30}")
 _TYPED_KEY_RE = re.compile(r"(date|url)\((.*)\)", re.DOTALL)
 _URL_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _RFC3339_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,  # RFC 3339 digits are ASCII; \d alone also matches other scripts' digits
 )
-_SIMPLE_UTC_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_SIMPLE_UTC_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII)
 
 # Unicode White_Space, exactly (str.isspace() differs on a few code points).
 WHITE_SPACE = frozenset(
@@ -131,7 +132,7 @@ def audience_name_problem(value: Any, path: str = "name") -> Problem | None:
             path, code, f"{path}: {show(value)} is not valid: an audience name is a string"
         )
     if not value:
-        return Problem(path, code, f"{path}: must not be empty (1 to 255 characters)")
+        return Problem(path, code, f'{path}: "" must not be empty (1 to 255 characters)')
     if len(value) > MAX_AUDIENCE_NAME:
         return Problem(
             path,
@@ -156,7 +157,7 @@ def custom_id_problem(value: Any, path: str = "id") -> Problem | None:
             path, code, f"{path}: {show(value)} is {_json_type(value)}; an ID must be a string"
         )
     if not value:
-        return Problem(path, code, f"{path}: must not be empty (1 to 512 characters)")
+        return Problem(path, code, f'{path}: "" must not be empty (1 to 512 characters)')
     if len(value) > MAX_ID_LENGTH:
         return Problem(
             path,
@@ -235,9 +236,9 @@ def normalize_date(value: str) -> str | None:
     if _SIMPLE_UTC_RE.fullmatch(value):
         try:
             datetime.fromisoformat(value)
+            return value
         except ValueError:
-            return None
-        return value
+            pass  # a leap second, or no date at all: the full parse below decides
     m = _RFC3339_RE.fullmatch(value)
     if not m:
         return None
