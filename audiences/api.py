@@ -12,6 +12,7 @@ import binascii
 import gc
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,22 +131,43 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_MALFORMED = "The body is not valid JSON"
+# An integer that may not fit in 64 bits: 19 digits or more where a number can start. A run of
+# 19 digits is looked for first, in a copy with every digit made "0": several times faster.
+_LONG_INTEGER_RE = re.compile(rb"[\[:,]\s*-?[0-9]{19}")
+_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _may_hold_a_long_integer(raw: bytes) -> bool:
+    return b"0" * 19 in raw.translate(_DIGITS_AS_ZEROS) and bool(_LONG_INTEGER_RE.search(raw))
+
+
+def _stdlib_loads(raw: bytes) -> Any:
+    """The stdlib's parse: slower than orjson, but exact for integers of any size."""
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates
+    except UnicodeError:
+        raise ApiError(400, "MALFORMED_JSON", f"{_MALFORMED}: it is not UTF-8") from None
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "MALFORMED_JSON", f"{_MALFORMED}: {exc}") from None
+    return data
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
-    malformed = "The body is not valid JSON"
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        # orjson refuses integers beyond 64 bits, which are valid JSON: the stdlib parses them
-        # so that the rules can say which attribute is out of range.
+    if _may_hold_a_long_integer(raw):
+        # orjson reads an integer beyond 64 bits as a float, which would then pass for a valid
+        # number: the stdlib keeps it exact, so that the rules can say it is out of range.
+        data = _stdlib_loads(raw)
+    else:
         try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-            json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates
-        except UnicodeError:
-            raise ApiError(400, "MALFORMED_JSON", f"{malformed}: it is not UTF-8") from None
-        except (ValueError, RecursionError):
-            raise ApiError(400, "MALFORMED_JSON", f"{malformed}: {exc}") from None
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            # orjson also refuses valid JSON such as 1e400, which the stdlib reads as infinity
+            # for the rules to reject: the stdlib has the last word.
+            data = _stdlib_loads(raw)
     if not isinstance(data, dict):
         raise ApiError(
             400, "MALFORMED_JSON", 'The body must be a JSON object, such as {"name": "..."}'
