@@ -16,10 +16,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import TooManyFieldsSent
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -175,12 +177,25 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     return data
 
 
+def _query_lists(request: HttpRequest) -> dict[str, list[str]]:
+    try:
+        return dict(request.GET.lists())
+    except TooManyFieldsSent:
+        # Django refuses more than DATA_UPLOAD_MAX_NUMBER_FIELDS parameters; so many can only be
+        # unknown or repeated ones, which the caller reports as such.
+        lists: dict[str, list[str]] = {}
+        for name, value in parse_qsl(request.META.get("QUERY_STRING", ""), keep_blank_values=True):
+            lists.setdefault(name, []).append(value)
+        return lists
+
+
 def _query(
     request: HttpRequest, allowed: tuple[str, ...], required: tuple[str, ...] = ()
 ) -> dict[str, str]:
     problems = []
     values: dict[str, str] = {}
-    for name, given in request.GET.lists():
+    given_lists = _query_lists(request)
+    for name, given in given_lists.items():
         if name not in allowed:
             problems.append(
                 rules.Problem(
@@ -199,7 +214,7 @@ def _query(
         else:
             values[name] = given[0]
     for name in required:
-        if name not in request.GET:
+        if name not in given_lists:
             problems.append(rules.Problem(name, "MISSING_PARAMETER", f"{name}: is required"))
     if problems:
         raise ApiError.from_problems(problems[: rules.MAX_ERRORS])
@@ -349,12 +364,16 @@ def _decode_cursor(project: Project, cursor: str) -> int:
         raise invalid from None
 
 
+# 1 to 100 in ASCII digits; matched rather than converted, as int() refuses 4,300 digits or more.
+_LIMIT_RE = re.compile(r"0*(?:100|[1-9][0-9]?)")
+
+
 def list_audiences(request: HttpRequest, project: Project) -> HttpResponse:
     params = _query(request, ("from", "limit"))
     limit_text = params.get("limit")
     limit = 10
     if limit_text is not None:
-        if not (limit_text.isascii() and limit_text.isdigit() and 1 <= int(limit_text) <= 100):
+        if not _LIMIT_RE.fullmatch(limit_text):
             raise _problem(
                 "INVALID_LIMIT",
                 "limit",
