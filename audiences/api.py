@@ -400,13 +400,21 @@ def list_audiences(request: HttpRequest, project: Project) -> HttpResponse:
     return json_response(body)
 
 
+_TOKEN_RE = re.compile(r"[0-9a-f]{32}")
+
+
 def view(request: HttpRequest, project: Project) -> HttpResponse:
     params = _query(request, ("name", "indexing_token"), required=("name",))
     name = _valid_name(params["name"])
     token = params.get("indexing_token") or ""
     audience = _live_audience(project, name)
     operations = Operation.objects.filter(audience=audience)
-    operation = (operations.filter(token=token) if token else operations.order_by("-id")).first()
+    if not token:
+        operation = operations.order_by("-id").first()
+    elif _TOKEN_RE.fullmatch(token):
+        operation = operations.filter(token=token).first()
+    else:
+        operation = None  # never issued; some values (a NUL) would even break a lookup
     if operation is None:
         raise _problem(
             "INDEXING_TOKEN_NOT_FOUND",
