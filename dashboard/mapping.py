@@ -80,23 +80,31 @@ def convert(cell: str, kind: str, separator: str = "|") -> tuple[Any, str | None
     raise ValueError(f"unknown type {kind!r}")
 
 
+def _share(values: list[str], test: Any) -> float:
+    return sum(1 for v in values if test(v)) / len(values)
+
+
+# A type is proposed when most sample values fit it: the few that don't are then shown as
+# problems, rather than silently turning the whole column into text.
+MOST = 0.8
+
+
 def infer_type(values: list[str]) -> tuple[str, str]:
-    """(type, array separator) that fits every sample value; string when nothing narrower does."""
+    """(type, array separator) that fits most sample values; string when nothing narrower does."""
     values = [v.strip() for v in values if v.strip()]
     if not values:
         return "string", "|"
-    if all(_INT_RE.fullmatch(v) for v in values) and not any(
-        len(v.lstrip("+-")) > 1 and v.lstrip("+-").startswith("0") for v in values
-    ):
+    leading_zero = any(len(v.lstrip("+-")) > 1 and v.lstrip("+-").startswith("0") for v in values)
+    if not leading_zero and _share(values, _INT_RE.fullmatch) >= MOST:
         return "number", "|"
-    if all(_FLOAT_RE.fullmatch(v) for v in values):
+    if _share(values, _FLOAT_RE.fullmatch) >= MOST and not leading_zero:
         return "float", "|"
-    if all(to_date(v) is not None for v in values):
+    if _share(values, lambda v: to_date(v) is not None) >= MOST:
         return "date", "|"
-    if all(rules.url_problem(v) is None and "://" in v for v in values):
+    if _share(values, lambda v: "://" in v and rules.url_problem(v) is None) >= MOST:
         return "url", "|"
     for separator in ARRAY_SEPARATORS[:2]:
-        if all(separator in v for v in values):
+        if _share(values, lambda v, s=separator: s in v) >= 0.3:
             return "array", separator
     return "string", "|"
 

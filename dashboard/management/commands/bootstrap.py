@@ -44,6 +44,8 @@ class Command(BaseCommand):
                 base_url=settings.EMBEDDED_API_URL,
                 project_key=keys["project_key"],
                 is_embedded=True,
+                # Our own server has no 1-call-per-second limit to respect.
+                calls_per_second=50,
             )
             connection.set_rest_key(keys["rest_key"])
             connection.save()
