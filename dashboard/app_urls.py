@@ -30,6 +30,9 @@ urlpatterns = [
     path("imports/<int:pk>/format", views.import_format, name="import-format"),
     path("imports/<int:pk>/mapping", views.import_mapping, name="import-mapping"),
     path("imports/<int:pk>/cancel", views.import_cancel, name="import-cancel"),
+    path("imports/<int:pk>/submit", views.import_submit, name="import-submit"),
+    path("imports/<int:pk>/retry", views.import_retry, name="import-retry"),
+    path("imports/<int:pk>/cancel-unsent", views.import_cancel_unsent, name="import-cancel-unsent"),
     path("imports/<int:pk>/problems", views.import_problems, name="import-problems"),
     path("imports/<int:pk>/problems.csv", views.import_report, name="import-report"),
 ]

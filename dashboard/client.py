@@ -3,14 +3,14 @@
 Built on ``requests``: connect and read timeouts; retries with exponential back-off and jitter on
 connection errors, timeouts, 429 (honouring ``Retry-After``) and 500/502/503/504; no automatic
 retry on other 4xx; an ``Idempotency-Key`` on writes so that a resend can't apply twice; and a
-minimum interval between calls of one client (Batch allows about one call per second per project).
+pace set by the caller (a connection's calls per second, shared by every worker: Batch allows
+about one call per second per project).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +100,7 @@ class AudienceClient:
         max_attempts: int = 6,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
-        min_interval: float = 0.0,
+        pace: Callable[[], None] | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -115,22 +115,11 @@ class AudienceClient:
         self.max_attempts = max(1, max_attempts)
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self.min_interval = min_interval
+        self.pace = pace
         self.session = session or new_session()
         self.sleep = sleep
-        self._last_call = 0.0
-        self._lock = threading.Lock()
 
     # --- plumbing ---------------------------------------------------------------------------
-
-    def _pace(self) -> None:
-        if self.min_interval <= 0:
-            return
-        with self._lock:
-            wait = self._last_call + self.min_interval - time.monotonic()
-            if wait > 0:
-                self.sleep(wait)
-            self._last_call = time.monotonic()
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -159,7 +148,8 @@ class AudienceClient:
         attempt = 0
         while True:
             attempt += 1
-            self._pace()
+            if self.pace is not None:
+                self.pace()  # the connection's calls-per-second limit, shared by all workers
             try:
                 response = self.session.request(
                     method, url, params=params, data=data, headers=headers, timeout=self.timeout
@@ -170,7 +160,7 @@ class AudienceClient:
                     f"no answer from {self.base_url} within {self.timeout[1]:.0f} s",
                     retryable=True,
                 )
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 error = ClientError(
                     "CONNECTION_ERROR",
                     f"could not reach {self.base_url}: {_short(exc)}",

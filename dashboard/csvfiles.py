@@ -11,6 +11,7 @@ import gzip
 import io
 import re
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
@@ -60,7 +61,8 @@ def read_head(stream: BinaryIO, size: int = SNIFF_BYTES) -> bytes:
         raise FileProblem(f"The compressed file is damaged and can't be read ({exc}).") from None
 
 
-def _decode_head(head: bytes) -> tuple[str, str]:
+def _decode_head(head: bytes, cut: bool) -> tuple[str, str]:
+    """(encoding, text); ``cut`` says the head stops before the end of the file."""
     if head.startswith(codecs.BOM_UTF8):
         encoding, body = "utf-8-sig", head[3:]
     elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -75,12 +77,13 @@ def _decode_head(head: bytes) -> tuple[str, str]:
             "The file contains NUL bytes: it looks like a binary file (or UTF-16 without a "
             "byte order mark), not a CSV or text file. Upload a UTF-8 CSV or text file."
         )
-    # The head may end in the middle of a character: drop up to 3 trailing bytes.
-    for cut in range(4):
+    # A head cut from a longer file may end in the middle of a character: drop up to 3
+    # trailing bytes. A whole file has no such excuse for a bad byte at its end.
+    for drop in range(4 if cut else 1):
         try:
-            return encoding, body[: len(body) - cut].decode("utf-8")
+            return encoding, body[: len(body) - drop].decode("utf-8")
         except UnicodeDecodeError as exc:
-            if cut == 3 or exc.start < len(body) - 4:
+            if not cut or drop == 3 or exc.start < len(body) - 4:
                 raise FileProblem(_not_utf8_message(body, exc.start)) from None
     raise AssertionError("unreachable")
 
@@ -161,16 +164,27 @@ def sniff(head: bytes) -> Sniffed:
     """Encoding, delimiter, header and the first rows, from the first bytes of a file."""
     if not head.strip(b" \t\r\n" + codecs.BOM_UTF8):
         raise FileProblem("The file is empty: there is nothing to import.")
-    encoding, text = _decode_head(head)
+    encoding, text = _decode_head(head, cut=len(head) >= SNIFF_BYTES)
     delimiter = _sniff_delimiter(text)
     rows = _rows(text, delimiter, PREVIEW_ROWS + 1)
     if not rows:
         raise FileProblem("The file holds no rows, only blank lines.")
     has_header = _sniff_header(rows)
-    width = max(len(r) for r in rows)
-    columns = default_columns(rows[0] if has_header else [], width)
-    preview = rows[1:] if has_header else rows
-    return Sniffed(encoding, delimiter, has_header, columns, preview[:PREVIEW_ROWS])
+    columns, preview = table(rows, has_header)
+    return Sniffed(encoding, delimiter, has_header, columns, preview)
+
+
+def table(rows: list[list[str]], has_header: bool) -> tuple[list[str], list[list[str]]]:
+    """(column names, preview rows) from the first rows of a file.
+
+    Rows are expected to have as many cells as the header (or, without a header, as most rows
+    have); the widest row does not decide, or one stray cell would flag every other row.
+    """
+    header = rows[0] if has_header and rows else []
+    preview = (rows[1:] if has_header else rows)[:PREVIEW_ROWS]
+    widths = Counter(len(r) for r in preview)
+    usual = widths.most_common(1)[0][0] if widths else 1
+    return default_columns(header, max(len(header), usual)), preview
 
 
 def default_columns(header: list[str], width: int) -> list[str]:

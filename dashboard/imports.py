@@ -101,8 +101,8 @@ def create_import(
     try:
         stream, raw_file = csvfiles.open_binary(spool)  # type: ignore[arg-type]
         compressed = stream is not raw_file
-        head = csvfiles.read_head(stream)
         try:
+            head = csvfiles.read_head(stream)
             sniffed = csvfiles.sniff(head)
         except csvfiles.FileProblem as problem:
             raise UploadRefused(str(problem)) from None
@@ -202,8 +202,11 @@ def run_validation(import_id: int) -> None:
             stream, raw_file = csvfiles.open_binary(handle)  # type: ignore[arg-type]
             records = csvfiles.iter_rows(stream, imp.encoding, imp.delimiter)
             pk = imp.pk
+            # The header is the first record that is not blank (blank lines may precede it).
+            header_pending = imp.has_header
             for number, cells in records:
-                if imp.has_header and number == 1:
+                if header_pending:
+                    header_pending = False
                     continue
                 result = validator(cells)
                 rows.append(

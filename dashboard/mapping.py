@@ -27,6 +27,7 @@ ACTION_HEADERS = {"action", "op", "operation"}
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_LEADING_ZERO_RE = re.compile(r"[+-]?0[0-9]")
 _DATE_ONLY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATE_SPACE_RE = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{2}:[0-9]{2})(:[0-9]{2}(?:\.[0-9]+)?)?"
@@ -94,7 +95,8 @@ def infer_type(values: list[str]) -> tuple[str, str]:
     values = [v.strip() for v in values if v.strip()]
     if not values:
         return "string", "|"
-    leading_zero = any(len(v.lstrip("+-")) > 1 and v.lstrip("+-").startswith("0") for v in values)
+    # 0130 is a code, not the number 130 (0.5 is a number, though).
+    leading_zero = any(_LEADING_ZERO_RE.match(v) for v in values)
     if not leading_zero and _share(values, _INT_RE.fullmatch) >= MOST:
         return "number", "|"
     if _share(values, _FLOAT_RE.fullmatch) >= MOST and not leading_zero:

@@ -6,12 +6,13 @@ Audience data itself lives behind an Audience API and is reached only through da
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import PurePath
 from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -38,6 +39,9 @@ class Connection(models.Model):
         help_text="Batch allows about 1 call per second per project",
     )
     is_embedded = models.BooleanField(default=False, editable=False)
+    next_call_at = models.FloatField(
+        default=0.0, editable=False
+    )  # time.time() of the next free slot
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
 
@@ -61,9 +65,24 @@ class Connection(models.Model):
         # The embedded connection follows wherever this deployment serves its own API.
         return settings.EMBEDDED_API_URL if self.is_embedded else self.base_url
 
+    def wait_for_slot(self) -> None:
+        """Pace calls to the connection's calls per second, across every process (a row lock)."""
+        interval = 1.0 / self.calls_per_second
+        with transaction.atomic():
+            reserved = Connection.objects.select_for_update().only("next_call_at").get(pk=self.pk)
+            now = time.time()
+            slot = max(now, reserved.next_call_at)
+            Connection.objects.filter(pk=self.pk).update(next_call_at=slot + interval)
+        if slot > now:
+            time.sleep(slot - now)
+
     def client(self, **options: Any) -> AudienceClient:
-        options.setdefault("min_interval", 1.0 / self.calls_per_second)
+        options.setdefault("pace", self.wait_for_slot)
         return AudienceClient(self.api_url(), self.project_key, self.rest_key(), **options)
+
+
+def _idempotency_key() -> str:
+    return secrets.token_hex(16)
 
 
 def _upload_path(instance: Import, filename: str) -> str:
@@ -93,6 +112,7 @@ class Import(models.Model):
             CANCELLED,
         )
     ]
+    IN_FLIGHT = (VALIDATING, SUBMITTING, SUBMITTED)
     MODES = [
         ("add", "Add (or update) these IDs"),
         ("remove", "Remove these IDs"),
@@ -140,6 +160,8 @@ class Import(models.Model):
     # Which validation run owns the rows being written (a restarted run takes over).
     validation_run = models.CharField(max_length=32, blank=True)
     validated_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created"]
@@ -164,6 +186,10 @@ class Import(models.Model):
             return 0
         return min(99, int(100 * self.progress_bytes / self.size))
 
+    @property
+    def is_ready_to_target(self) -> bool:
+        return self.state == self.APPLIED
+
     def earlier_submissions(self) -> models.QuerySet[Import]:
         """Imports of the same file (SHA-256) already submitted to the same audience."""
         return Import.objects.filter(
@@ -184,6 +210,7 @@ class ImportRow(models.Model):
     attributes = models.TextField(default="{}")  # JSON, exactly as the API item will carry it
     has_problems = models.BooleanField(default=False)
     superseded = models.BooleanField(default=False)
+    chunk_number = models.IntegerField(null=True, blank=True)  # set when submitted
 
     class Meta:
         constraints = [
@@ -203,3 +230,47 @@ class ImportProblem(models.Model):
         indexes = [
             models.Index(fields=["import_run", "code", "row_number"], name="import_problem_kind")
         ]
+
+
+class Chunk(models.Model):
+    """One API call of a submitted import: at most 10,000 IDs, with its own state and token."""
+
+    QUEUED, SENDING, ACCEPTED, APPLIED = "queued", "sending", "accepted", "applied"
+    REPLACED, FAILED, CANCELLED = "replaced", "failed", "cancelled"
+    STATES = [(s, s) for s in (QUEUED, SENDING, ACCEPTED, APPLIED, REPLACED, FAILED, CANCELLED)]
+    FINAL = (APPLIED, REPLACED, FAILED, CANCELLED)
+    DONE = (APPLIED, REPLACED)
+
+    import_run = models.ForeignKey(Import, on_delete=models.CASCADE, related_name="chunks")
+    number = models.IntegerField()
+    kind = models.CharField(max_length=8, default="update")  # "update" or "replace"
+    state = models.CharField(max_length=10, choices=STATES, default=QUEUED)
+    first_row = models.IntegerField()
+    last_row = models.IntegerField()
+    size = models.IntegerField()
+    # Sent with every attempt, so that a resend after a lost answer can't apply twice.
+    idempotency_key = models.CharField(max_length=64, default=_idempotency_key, unique=True)
+    token = models.CharField(max_length=64, blank=True)
+    attempts = models.IntegerField(default=0)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    polls = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(fields=["import_run", "number"], name="chunk_number_unique")
+        ]
+        indexes = [
+            models.Index(fields=["state", "next_poll_at"], name="chunk_poll"),
+            models.Index(fields=["state", "lease_until"], name="chunk_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.number} of import {self.import_run_id} ({self.state})"

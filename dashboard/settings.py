@@ -144,9 +144,20 @@ IMPORT_MAX_PASTE_BYTES = env_int("IMPORT_MAX_PASTE_BYTES", 10 * 1024 * 1024, min
 # Django's own cap on form bodies must let a full paste box through.
 DATA_UPLOAD_MAX_MEMORY_SIZE = IMPORT_MAX_PASTE_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Public address of the dashboard, for the links in emails.
+DASHBOARD_URL = env_str("DASHBOARD_URL", "http://127.0.0.1:8000")
+# A chunk still "sending" this many seconds after its last sign of life was abandoned by a
+# killed worker: it is sent again (same Idempotency-Key, so it can't apply twice).
+IMPORT_SEND_LEASE = env_int("IMPORT_SEND_LEASE", 300, minimum=1)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "audiences@localhost")
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "uploads")))
 # Each app's sweep, run by every worker: they finish what a killed worker left behind.
-WORKER_SWEEPS = ["audiences.operations.sweep", "dashboard.imports.sweep"]
+WORKER_SWEEPS = [
+    "audiences.operations.sweep",
+    "dashboard.imports.sweep",
+    "dashboard.submission.sweep",
+]
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 
 from audiences import rules
-from dashboard import csvfiles, imports, mapping, roles
+from dashboard import csvfiles, imports, mapping, roles, submission
 from dashboard.client import ClientError
 from dashboard.forms import (
     AudienceForm,
@@ -186,6 +186,9 @@ def audience_detail(request: HttpRequest, connection_pk: int, name: str) -> Http
             raise Http404(f"No audience named {name}") from None
         context["error"] = _client_error_text(error)
     context["imports"] = Import.objects.filter(connection=conn, audience_name=name)[:20]
+    context["in_flight"] = Import.objects.filter(
+        connection=conn, audience_name=name, state__in=(Import.SUBMITTING, Import.SUBMITTED)
+    )
     context["can_remove"] = roles.can_remove_audiences(request.user)
     return render(request, "dashboard/audience_detail.html", context)
 
@@ -287,6 +290,10 @@ def _detail_context(imp: Import) -> dict[str, Any]:
         )
     if imp.state not in (Import.UPLOADED, Import.MAPPED, Import.VALIDATING):
         context.update(_preview_context(imp))
+        chunks = list(imp.chunks.all())
+        if chunks:
+            context["chunks"] = chunks
+            context["submission"] = submission.progress(imp)
     return context
 
 
@@ -334,7 +341,7 @@ def import_state(request: HttpRequest, pk: int) -> HttpResponse:
     """The polled part of the import page; polling stops (286) once validation is over."""
     imp = _get_import_for_user(request, pk)
     response = render(request, "dashboard/import_detail.html#state", _detail_context(imp))
-    if imp.state != Import.VALIDATING:
+    if imp.state not in Import.IN_FLIGHT:
         response.status_code = HttpResponseStopPolling.status_code
     return response
 
@@ -392,6 +399,47 @@ def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, "Import cancelled: nothing was sent.")
     else:
         messages.error(request, f"This import is {imp.state}: it can't be cancelled.")
+    return redirect(imp)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_POST
+def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
+    imp = _get_import_for_user(request, pk)
+    try:
+        submission.submit(imp)
+    except submission.NotSubmittable as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(
+            request, f"Submitting {imp.valid_rows:,} IDs in chunks; this page follows them."
+        )
+    return redirect(imp)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_POST
+def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    imp = _get_import_for_user(request, pk)
+    count = submission.retry_failed(imp)
+    if count:
+        messages.success(request, f"Sending {count} failed chunk{'s' if count != 1 else ''} again.")
+    else:
+        messages.error(request, "No chunk has failed: there is nothing to retry.")
+    return redirect(imp)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_POST
+def import_cancel_unsent(request: HttpRequest, pk: int) -> HttpResponse:
+    imp = _get_import_for_user(request, pk)
+    count = submission.cancel_unsent(imp)
+    if count:
+        messages.success(
+            request, f"Cancelled {count} chunk{'s' if count != 1 else ''} not sent yet."
+        )
+    else:
+        messages.error(request, "Every chunk was already sent: there is nothing left to cancel.")
     return redirect(imp)
 
 

@@ -11,12 +11,13 @@ import requests
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 from requests.structures import CaseInsensitiveDict
 
 import dashboard.client
 from audiences.operations import apply_all_pending
-from dashboard import imports
-from dashboard.models import Connection, Import
+from dashboard import imports, submission
+from dashboard.models import Chunk, Connection, Import
 
 EMBEDDED = "http://embedded.test"
 
@@ -69,6 +70,12 @@ def embedded_api(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
         return session
 
     monkeypatch.setattr(dashboard.client, "new_session", new_session)
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings: Any, tmp_path: Any) -> None:
+    """Uploads go to a directory of the test's own, never to the project's data directory."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
 
 
 @pytest.fixture
@@ -126,8 +133,25 @@ def work(db: None) -> Callable[[], None]:
     """Stands in for the worker: runs pending validations, then applies pending API writes."""
 
     def run() -> None:
-        for pk in Import.objects.filter(state=Import.VALIDATING).values_list("pk", flat=True):
-            imports.run_validation(pk)
-        apply_all_pending()
+        for _ in range(50):
+            progressed = 0
+            for pk in Import.objects.filter(state=Import.VALIDATING).values_list("pk", flat=True):
+                imports.run_validation(pk)
+                progressed += 1
+            for pk in Import.objects.filter(state=Import.SUBMITTING).values_list("pk", flat=True):
+                if Chunk.objects.filter(import_run_id=pk).exists():
+                    if Chunk.objects.filter(import_run_id=pk, state=Chunk.QUEUED).exists():
+                        submission.send(pk)
+                        progressed += 1
+                else:
+                    submission.prepare(pk)
+                    progressed += 1
+            progressed += apply_all_pending()
+            # Polls are due at once here: the worker would wait for them.
+            Chunk.objects.filter(state=Chunk.ACCEPTED).update(next_poll_at=timezone.now())
+            progressed += submission.poll_due()
+            if not progressed:
+                return
+        raise AssertionError("work() did not settle")
 
     return run

@@ -1,0 +1,441 @@
+"""Submitting a validated import: the chunk ledger, sending, polling tokens, nothing lost.
+
+Our rows are the source of truth: every chunk carries its state, token, attempts and the API's
+own words when it fails, and each step only advances a state and is safe to run twice. A chunk
+left `sending` by a killed worker is found by the sweep (its lease ran out) and sent again with
+the same Idempotency-Key, so a call whose answer was lost can't apply twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.urls import reverse
+from django.utils import timezone
+
+from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError
+from dashboard.models import Chunk, Import, ImportRow
+
+logger = logging.getLogger(__name__)
+
+POLL_LEASE = timedelta(seconds=60)
+
+
+def send_lease() -> timedelta:
+    return timedelta(seconds=settings.IMPORT_SEND_LEASE)
+
+
+# Well under the server's 16 MiB body limit (Batch's is unknown): a chunk is cut short before it.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class NotSubmittable(Exception):
+    pass
+
+
+# --- Submitting -------------------------------------------------------------------------------
+
+
+def submit(imp: Import) -> None:
+    """From the web request: mark the import submitting and hand the cutting to the worker."""
+    from dashboard.tasks import prepare_chunks
+
+    if imp.state != Import.VALIDATED:
+        raise NotSubmittable(
+            f"This import is {imp.state}; only a validated import can be submitted."
+        )
+    if not imp.valid_rows:
+        raise NotSubmittable("No row is valid: there is nothing to send.")
+    with transaction.atomic():
+        updated = Import.objects.filter(pk=imp.pk, state=Import.VALIDATED).update(
+            state=Import.SUBMITTING,
+            submitted_at=timezone.now(),
+            lease_until=timezone.now() + send_lease(),
+        )
+        if not updated:
+            raise NotSubmittable("This import was submitted or changed meanwhile.")
+        transaction.on_commit(lambda: _enqueue(prepare_chunks, imp.pk))
+    imp.refresh_from_db()
+
+
+def _enqueue(task: Any, *args: Any) -> None:
+    try:
+        task.enqueue(*args)
+    except Exception:
+        logger.exception("could not enqueue %s%s; the sweep will pick it up", task, args)
+
+
+def prepare(import_id: int) -> None:
+    """Cut the valid rows into chunks (at most chunk_size IDs, under MAX_BODY_BYTES each).
+
+    Rows were de-duplicated at validation (last row of an ID wins), so chunks touch disjoint IDs
+    and may be applied in any order; in replace mode chunk 1 is the `replace` and goes first.
+    """
+    imp = Import.objects.select_related("connection").filter(pk=import_id).first()
+    if imp is None or imp.state != Import.SUBMITTING:
+        return
+    with transaction.atomic():
+        if Chunk.objects.filter(import_run=imp).exists():
+            pass  # already cut (a second run of this task)
+        else:
+            _cut(imp)
+        Import.objects.filter(pk=imp.pk).update(lease_until=None)
+    send(imp.pk)
+
+
+def _cut(imp: Import) -> None:
+    limit = min(imp.connection.chunk_size, 10_000)
+    rows = (
+        ImportRow.objects.filter(import_run=imp, has_problems=False, superseded=False)
+        .order_by("row_number")
+        .values_list("row_number", "custom_id", "attributes")
+    )
+    chunks: list[Chunk] = []
+    first = last = count = size = 0
+    for row_number, custom_id, attributes in rows.iterator(chunk_size=10_000):
+        item_bytes = len(custom_id.encode()) + len(attributes.encode()) + 48
+        if count and (count >= limit or size + item_bytes > MAX_BODY_BYTES):
+            chunks.append(_chunk(imp, len(chunks) + 1, first, last, count))
+            count = size = 0
+        if not count:
+            first = row_number
+        last = row_number
+        count += 1
+        size += item_bytes
+    if count:
+        chunks.append(_chunk(imp, len(chunks) + 1, first, last, count))
+    Chunk.objects.bulk_create(chunks)
+    for chunk in chunks:
+        ImportRow.objects.filter(
+            import_run=imp,
+            row_number__gte=chunk.first_row,
+            row_number__lte=chunk.last_row,
+            has_problems=False,
+            superseded=False,
+        ).update(chunk_number=chunk.number)
+
+
+def _chunk(imp: Import, number: int, first: int, last: int, count: int) -> Chunk:
+    kind = "replace" if imp.mode == "replace" and number == 1 else "update"
+    return Chunk(
+        import_run=imp, number=number, kind=kind, first_row=first, last_row=last, size=count
+    )
+
+
+# --- Sending ----------------------------------------------------------------------------------
+
+
+def _claim(imp: Import) -> Chunk | None:
+    """Take the next queued chunk (no other worker gets it); None when there is none to send now."""
+    with transaction.atomic():
+        queued = Chunk.objects.select_for_update(skip_locked=True).filter(
+            import_run=imp, state=Chunk.QUEUED
+        )
+        replace = Chunk.objects.filter(import_run=imp, kind="replace").first()
+        if replace is not None and replace.state not in (Chunk.ACCEPTED, *Chunk.DONE):
+            # The rest of a replace may only go once the replace itself was accepted.
+            queued = queued.filter(pk=replace.pk)
+        chunk = queued.order_by("number").first()
+        if chunk is None:
+            return None
+        Import.objects.filter(pk=imp.pk).update(lease_until=timezone.now() + send_lease())
+        chunk.state = Chunk.SENDING
+        chunk.attempts += 1
+        chunk.lease_until = timezone.now() + send_lease()
+        chunk.sent_at = chunk.sent_at or timezone.now()
+        chunk.save(update_fields=["state", "attempts", "lease_until", "sent_at"])
+        return chunk
+
+
+def items_of(chunk: Chunk) -> list[dict[str, Any]]:
+    rows = ImportRow.objects.filter(
+        import_run_id=chunk.import_run_id,
+        row_number__gte=chunk.first_row,
+        row_number__lte=chunk.last_row,
+        chunk_number=chunk.number,
+    ).values_list("custom_id", "action", "attributes")
+    items: list[dict[str, Any]] = []
+    replace = chunk.kind == "replace"
+    for custom_id, action, attributes in rows.iterator(chunk_size=10_000):
+        if action == "remove":
+            items.append({"action": "remove", "id": custom_id})
+            continue
+        item: dict[str, Any] = {"id": custom_id} if replace else {"action": "add", "id": custom_id}
+        if attributes != "{}":
+            item["attributes"] = orjson.loads(attributes)
+        items.append(item)
+    return items
+
+
+def send(import_id: int) -> None:
+    """Send the import's queued chunks, one call each, until none is left to send now."""
+    imp = Import.objects.select_related("connection").get(pk=import_id)
+    client = imp.connection.client()
+    while True:
+        chunk = _claim(imp)
+        if chunk is None:
+            break
+        _send_one(imp, chunk, client)
+    if not Chunk.objects.filter(import_run=imp, state__in=(Chunk.QUEUED, Chunk.SENDING)).exists():
+        Import.objects.filter(pk=imp.pk).update(lease_until=None)
+    _settle(imp.pk)
+
+
+def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
+    def on_retry(attempt: int, error: ClientError) -> None:
+        # Each retry shows in the chunk table as it happens.
+        Chunk.objects.filter(pk=chunk.pk).update(
+            attempts=chunk.attempts + attempt,
+            error_code=error.error_code,
+            error_message=error.error_message,
+            lease_until=timezone.now() + send_lease(),
+        )
+
+    items = items_of(chunk)
+    call = client.replace if chunk.kind == "replace" else client.update
+    try:
+        token = call(
+            imp.audience_name, items, idempotency_key=chunk.idempotency_key, on_retry=on_retry
+        )
+    except ClientError as error:
+        Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
+            state=Chunk.FAILED,
+            attempts=chunk.attempts + error.attempts - 1,
+            error_code=error.error_code,
+            error_message=error.error_message,
+            lease_until=None,
+        )
+        return
+    except Exception as error:  # a key that can't be decrypted, say: fail the chunk, say why
+        logger.exception("chunk %s could not be sent", chunk.pk)
+        Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
+            state=Chunk.FAILED,
+            error_code="CLIENT_ERROR",
+            error_message=str(error),
+            lease_until=None,
+        )
+        return
+    now = timezone.now()
+    Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
+        state=Chunk.ACCEPTED,
+        token=token,
+        accepted_at=now,
+        lease_until=None,
+        next_poll_at=now + timedelta(milliseconds=300),
+        error_code="",
+        error_message="",
+    )
+
+
+# --- Polling --------------------------------------------------------------------------------------
+
+
+def poll_due(limit: int = 50) -> int:
+    """Ask the API about accepted chunks whose poll is due; returns how many were asked."""
+    now = timezone.now()
+    due = list(
+        Chunk.objects.filter(state=Chunk.ACCEPTED, next_poll_at__lte=now)
+        .select_related("import_run__connection")
+        .order_by("next_poll_at")[:limit]
+    )
+    asked = 0
+    clients: dict[int, Any] = {}
+    for chunk in due:
+        # Claim this poll: another worker's sweep may have picked the same chunk.
+        claimed = Chunk.objects.filter(
+            pk=chunk.pk, state=Chunk.ACCEPTED, next_poll_at__lte=now
+        ).update(next_poll_at=now + POLL_LEASE)
+        if not claimed:
+            continue
+        imp = chunk.import_run
+        client = clients.setdefault(imp.connection_id, imp.connection.client(max_attempts=2))
+        _poll_one(chunk, imp, client)
+        asked += 1
+    return asked
+
+
+def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
+    now = timezone.now()
+    try:
+        state = client.view(imp.audience_name, chunk.token).get("indexing_state")
+    except ClientError as error:
+        if error.error_code in ("AUDIENCE_NOT_FOUND", "INDEXING_TOKEN_NOT_FOUND"):
+            Chunk.objects.filter(pk=chunk.pk).update(
+                state=Chunk.FAILED, error_code=error.error_code, error_message=error.error_message
+            )
+            _settle(imp.pk)
+            return
+        state = None  # a passing failure: ask again later
+    if state in FINAL_STATES:
+        Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
+            state=Chunk.APPLIED if state == "APPLIED" else Chunk.REPLACED, applied_at=now
+        )
+        _settle(imp.pk)
+        return
+    if state is not None and state not in IN_PROGRESS_STATES:
+        logger.warning("unknown indexing_state %r for chunk %s", state, chunk.pk)
+    delay = min(30.0, 0.3 * (2 ** min(chunk.polls, 7)))
+    Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
+        polls=chunk.polls + 1, next_poll_at=now + timedelta(seconds=delay)
+    )
+
+
+# --- The import's state follows its chunks -------------------------------------------------------
+
+
+def _settle(import_id: int) -> None:
+    """Move the import to submitted / applied / failed / cancelled as its chunks allow."""
+    counts = dict(
+        Chunk.objects.filter(import_run_id=import_id).values_list("state").annotate(n=Count("id"))
+    )
+    if not counts:
+        return
+    unsent = counts.get(Chunk.QUEUED, 0) + counts.get(Chunk.SENDING, 0)
+    pending = unsent + counts.get(Chunk.ACCEPTED, 0)
+    replace_failed = Chunk.objects.filter(
+        import_run_id=import_id, kind="replace", state__in=(Chunk.FAILED, Chunk.CANCELLED)
+    ).exists()
+    if replace_failed and not counts.get(Chunk.SENDING) and not counts.get(Chunk.ACCEPTED):
+        # Nothing after a replace may go until the replace itself was accepted.
+        new_state = Import.FAILED
+    elif unsent:
+        new_state = Import.SUBMITTING
+    elif pending:
+        new_state = Import.SUBMITTED
+    elif counts.get(Chunk.FAILED):
+        new_state = Import.FAILED
+    elif counts.get(Chunk.CANCELLED):
+        new_state = Import.CANCELLED
+    else:
+        new_state = Import.APPLIED
+    active = (Import.SUBMITTING, Import.SUBMITTED, Import.FAILED)
+    changed = (
+        Import.objects.filter(pk=import_id, state__in=active)
+        .exclude(state=new_state)
+        .update(
+            state=new_state,
+            finished_at=timezone.now() if new_state in (Import.APPLIED, Import.FAILED) else None,
+        )
+    )
+    if changed and new_state in (Import.APPLIED, Import.FAILED):
+        _notify(import_id)
+
+
+def _notify(import_id: int) -> None:
+    imp = Import.objects.select_related("created_by").get(pk=import_id)
+    if not imp.created_by.email:
+        return
+    link = settings.DASHBOARD_URL.rstrip("/") + reverse("dashboard:import-detail", args=[imp.pk])
+    if imp.state == Import.APPLIED:
+        subject = f"Import {imp.pk} into {imp.audience_name} is applied"
+        body = (
+            f"Every chunk of import {imp.pk} ({imp.original_name}) is applied: {imp.audience_name} "
+            f"is ready to target.\n\n{link}\n"
+        )
+    else:
+        failed = imp.chunks.filter(state=Chunk.FAILED).count()
+        subject = f"Import {imp.pk} into {imp.audience_name} has {failed} failed chunk(s)"
+        body = (
+            f"{failed} chunk(s) of import {imp.pk} ({imp.original_name}) failed. The import page "
+            f"shows the API's answer for each and lets you retry them.\n\n{link}\n"
+        )
+    try:
+        send_mail(subject, body, None, [imp.created_by.email])
+    except Exception:
+        logger.exception("could not email %s about import %s", imp.created_by.email, imp.pk)
+
+
+def progress(imp: Import) -> dict[str, Any]:
+    """Figures for the import page: IDs and chunks applied, and an estimate of the time left."""
+    chunks = Chunk.objects.filter(import_run=imp)
+    totals = chunks.aggregate(
+        chunks=Count("id"),
+        done_chunks=Count("id", filter=Q(state__in=Chunk.DONE)),
+        ids=Sum("size"),
+        done_ids=Sum("size", filter=Q(state__in=Chunk.DONE)),
+        failed=Count("id", filter=Q(state=Chunk.FAILED)),
+        cancelled=Count("id", filter=Q(state=Chunk.CANCELLED)),
+        unsent=Count("id", filter=Q(state=Chunk.QUEUED)),
+    )
+    ids, done = totals["ids"] or 0, totals["done_ids"] or 0
+    eta = None
+    if imp.submitted_at and 0 < done < ids:
+        elapsed = (timezone.now() - imp.submitted_at).total_seconds()
+        eta = int(elapsed * (ids - done) / done)
+    totals.update(ids=ids, done_ids=done, percent=int(100 * done / ids) if ids else 0, eta=eta)
+    return totals
+
+
+# --- What people do to a submitted import -------------------------------------------------------
+
+
+def retry_failed(imp: Import) -> int:
+    from dashboard.tasks import send_chunks
+
+    with transaction.atomic():
+        count = Chunk.objects.filter(import_run=imp, state=Chunk.FAILED).update(
+            state=Chunk.QUEUED, lease_until=None
+        )
+        if count:
+            Import.objects.filter(pk=imp.pk).update(state=Import.SUBMITTING, finished_at=None)
+            transaction.on_commit(lambda: _enqueue(send_chunks, imp.pk))
+    return count
+
+
+def cancel_unsent(imp: Import) -> int:
+    with transaction.atomic():
+        count = Chunk.objects.filter(import_run=imp, state=Chunk.QUEUED).update(
+            state=Chunk.CANCELLED
+        )
+    _settle(imp.pk)
+    return count
+
+
+# --- The sweep (every worker runs it) ----------------------------------------------------------------
+
+
+def sweep() -> int:
+    """Reclaim what killed workers left, and poll the tokens that are due."""
+    from dashboard.tasks import prepare_chunks, send_chunks
+
+    now = timezone.now()
+    done = 0
+    stale = Chunk.objects.filter(state=Chunk.SENDING, lease_until__lt=now)
+    for chunk in stale:
+        # Sent again with the same Idempotency-Key: applied at most once.
+        if Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING, lease_until__lt=now).update(
+            state=Chunk.QUEUED, lease_until=None
+        ):
+            Import.objects.filter(pk=chunk.import_run_id).update(lease_until=now)
+    submitting = Import.objects.filter(state=Import.SUBMITTING).filter(
+        Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True)
+    )
+    for pk in submitting.values_list("pk", flat=True):
+        claimed = (
+            Import.objects.filter(pk=pk, state=Import.SUBMITTING)
+            .filter(Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True))
+            .update(lease_until=timezone.now() + send_lease())
+        )
+        if not claimed:
+            continue
+        if not Chunk.objects.filter(import_run_id=pk).exists():
+            _enqueue(prepare_chunks, pk)
+            done += 1
+        elif Chunk.objects.filter(import_run_id=pk, state=Chunk.QUEUED).exists():
+            _enqueue(send_chunks, pk)
+            done += 1
+        else:
+            _settle(pk)
+    done += poll_due()
+    return done
+
+
+def counts_by_state(imp: Import) -> dict[str, int]:
+    return dict(Chunk.objects.filter(import_run=imp).values_list("state").annotate(n=Count("id")))

@@ -1,0 +1,177 @@
+"""Submitting in chunks: the chunk ledger, token states, retries, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from audiences.models import Member
+from dashboard import submission
+from dashboard.models import Import
+
+
+def _validated(
+    client, connection, work, rows: list[str], mode="add", audience="vip", header="id,age"
+):
+    content = (header + "\n" + "\n".join(rows) + "\n").encode()
+    r = client.post(
+        "/imports/new",
+        {
+            "connection": connection.pk,
+            "audience_name": audience,
+            "mode": mode,
+            "file": SimpleUploadedFile("f.csv", content, content_type="text/csv"),
+        },
+    )
+    assert r.status_code == 302, r.content
+    imp = Import.objects.latest("pk")
+    data = {"id_column": "0"}
+    for i, name in enumerate(header.split(",")):
+        data |= {
+            f"type_{i}": "ignore" if i == 0 else "number",
+            f"name_{i}": name,
+            f"separator_{i}": "|",
+        }
+    if mode == "column":
+        data["action_column"] = str(header.split(",").index("action"))
+    assert client.post(f"/imports/{imp.pk}/mapping", data).status_code == 302
+    work()
+    imp.refresh_from_db()
+    assert imp.state == "validated", imp.error
+    return imp
+
+
+def _members(connection, audience="vip") -> dict[str, dict]:
+    return {
+        m.custom_id: orjson.loads(m.attributes)
+        for m in Member.objects.filter(audience__name=audience, audience__removed_at__isnull=True)
+    }
+
+
+@pytest.fixture
+def vip(connection):
+    connection.client().create("vip")
+    return "vip"
+
+
+def test_it_sends_every_valid_row_in_chunks_and_follows_them_to_applied(
+    marketer, connection, vip, work
+):
+    connection.chunk_size = 10
+    connection.save()
+    marketer_user = Import._meta.get_field("created_by").related_model.objects.get(username="mia")
+    marketer_user.email = "mia@example.com"
+    marketer_user.save()
+    rows = [f"{i:04d},{i}" for i in range(25)] + ["0003,99", "bad id ,1"]
+    imp = _validated(marketer, connection, work, rows)
+    assert (imp.valid_rows, imp.superseded_rows, imp.problem_rows) == (25, 1, 1)
+    r = marketer.post(f"/imports/{imp.pk}/submit")
+    assert r.status_code == 302
+    imp.refresh_from_db()
+    assert imp.state == "submitting"
+    work()
+    imp.refresh_from_db()
+    assert imp.state == "applied"
+    chunks = list(imp.chunks.all())
+    assert [c.size for c in chunks] == [10, 10, 5]
+    assert all(c.state == "applied" and len(c.token) == 32 for c in chunks)
+    members = _members(connection)
+    assert len(members) == 25 and members["0003"] == {"age": 99}
+    page = marketer.get(f"/imports/{imp.pk}/")
+    assert b"Ready to target" in page.content and b"25</strong> of 25 IDs applied" in page.content
+    assert len(mail.outbox) == 1 and "is applied" in mail.outbox[0].subject
+    assert f"/imports/{imp.pk}/" in mail.outbox[0].body
+
+
+def test_chunks_touch_disjoint_ids(marketer, connection, vip, work):
+    connection.chunk_size = 3
+    connection.save()
+    rows = ["a,1", "b,2", "a,3", "c,4", "b,5", "d,6", "e,7"]
+    imp = _validated(marketer, connection, work, rows)
+    submission.submit(imp)
+    work()
+    seen: list[str] = []
+    for chunk in imp.chunks.all():
+        seen += [item["id"] for item in submission.items_of(chunk)]
+    assert sorted(seen) == sorted(set(seen)) == ["a", "b", "c", "d", "e"]
+    assert _members(connection) == {
+        "a": {"age": 3},
+        "b": {"age": 5},
+        "c": {"age": 4},
+        "d": {"age": 6},
+        "e": {"age": 7},
+    }
+
+
+def test_replace_sends_the_replace_first_then_adds(marketer, connection, vip, work):
+    connection.client().update("vip", [{"action": "add", "id": "old"}])
+    work()
+    connection.chunk_size = 2
+    connection.save()
+    imp = _validated(marketer, connection, work, ["x,1", "y,2", "z,3"], mode="replace")
+    submission.submit(imp)
+    work()
+    imp.refresh_from_db()
+    assert imp.state == "applied"
+    assert [(c.kind, c.size) for c in imp.chunks.all()] == [("replace", 2), ("update", 1)]
+    assert _members(connection) == {"x": {"age": 1}, "y": {"age": 2}, "z": {"age": 3}}
+
+
+def test_a_rejected_chunk_fails_with_the_apis_words_and_can_be_retried(marketer, connection, work):
+    imp = _validated(marketer, connection, work, ["a,1", "b,2"], audience="later")
+    submission.submit(imp)
+    work()
+    imp.refresh_from_db()
+    chunk = imp.chunks.get()
+    assert imp.state == "failed" and chunk.state == "failed"
+    assert chunk.error_code == "AUDIENCE_NOT_FOUND" and "later" in chunk.error_message
+    page = marketer.get(f"/imports/{imp.pk}/")
+    assert b"AUDIENCE_NOT_FOUND" in page.content and b"Retry failed chunks" in page.content
+    connection.client().create("later")
+    assert marketer.post(f"/imports/{imp.pk}/retry").status_code == 302
+    work()
+    imp.refresh_from_db()
+    assert imp.state == "applied"
+    assert _members(connection, "later") == {"a": {"age": 1}, "b": {"age": 2}}
+
+
+def test_a_resend_after_a_lost_answer_applies_once(marketer, connection, vip, work):
+    imp = _validated(marketer, connection, work, ["a,1", "b,2"])
+    submission.submit(imp)
+    submission._cut(imp)
+    chunk = imp.chunks.get()
+    # A worker sent the call and was killed before it could note the token.
+    token = connection.client().update(
+        "vip", submission.items_of(chunk), idempotency_key=chunk.idempotency_key
+    )
+    work()
+    chunk.refresh_from_db()
+    assert chunk.token == token and chunk.state == "applied"
+    from audiences.models import Operation
+
+    assert Operation.objects.filter(kind="update").count() == 1
+
+
+def test_cancel_what_is_not_sent_yet(marketer, connection, vip, work):
+    connection.chunk_size = 1
+    connection.save()
+    imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3"])
+    submission.submit(imp)
+    submission._cut(imp)  # cut, not sent yet
+    assert marketer.post(f"/imports/{imp.pk}/cancel-unsent").status_code == 302
+    imp.refresh_from_db()
+    assert imp.state == "cancelled"
+    assert set(imp.chunks.values_list("state", flat=True)) == {"cancelled"}
+    assert _members(connection) == {}
+
+
+def test_the_state_fragment_stops_polling_when_final(marketer, connection, vip, work):
+    imp = _validated(marketer, connection, work, ["a,1"])
+    submission.submit(imp)
+    r = marketer.get(f"/imports/{imp.pk}/state", headers={"HX-Request": "true"})
+    assert r.status_code == 200 and b'hx-trigger="every 1s"' in r.content
+    work()
+    r = marketer.get(f"/imports/{imp.pk}/state", headers={"HX-Request": "true"})
+    assert r.status_code == 286 and b"Ready to target" in r.content
