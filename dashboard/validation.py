@@ -103,10 +103,12 @@ class RowValidator:
                 action = "add"
         attributes: dict[str, Any] = {}
         if action == "add" and self.attributes:
+            cell_of_key: dict[str, str] = {}
             for column, key, kind, separator, header in self.attributes:
                 cell = cells[column].strip() if column < width else ""
                 if not cell:
                     continue  # an empty cell means "no value"
+                cell_of_key[key] = cell
                 value, why = convert(cell, kind, separator)
                 if why:
                     problems.append(
@@ -124,8 +126,9 @@ class RowValidator:
             for p in found.items:
                 key = p.path.partition(".")[2]
                 header = self.header_of_key.get(key, "")
-                value = attributes.get(key, "")
-                problems.append(RowProblem(header, _cut(str(value)), p.code, _after_path(p)))
+                # The cell as written in the file, not the value it was converted to.
+                value = cell_of_key.get(key, "")
+                problems.append(RowProblem(header, _cut(value), p.code, _after_path(p)))
             attributes = normal or {}
         return RowResult(custom_id, action, orjson.dumps(attributes), problems)
 
