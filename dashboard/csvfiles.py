@@ -193,13 +193,21 @@ def default_columns(header: list[str], width: int) -> list[str]:
     return names
 
 
+# A byte that is not UTF-8, as the surrogateescape error handler passes it on.
+_ESCAPED_BYTE_RE = re.compile("[\udc80-\udcff]")
+
+
 def iter_rows(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """(record number, cells) for every non-blank record; the first record is number 1.
 
     Raises FileProblem, naming the record, on bytes that are not UTF-8, a damaged gzip stream
     or a cell longer than FIELD_LIMIT (an unmatched quote, usually).
     """
-    text: IO[str] = io.TextIOWrapper(stream, encoding=encoding, errors="strict", newline="")  # type: ignore[arg-type]
+    # Bad bytes are let through and looked for row by row: a strict decoder fails on a whole
+    # block of text at once, before the reader knows which row holds the byte.
+    text: IO[str] = io.TextIOWrapper(  # type: ignore[arg-type]
+        stream, encoding=encoding, errors="surrogateescape", newline=""
+    )
     reader = csv.reader(text, delimiter=delimiter)
     number = 0
     while True:
@@ -207,12 +215,6 @@ def iter_rows(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tuple
             row = next(reader)
         except StopIteration:
             return
-        except UnicodeDecodeError as exc:
-            raise FileProblem(
-                f"Row {number + 1}: the file is not UTF-8 from here on (byte "
-                f"0x{exc.object[exc.start]:02X} is not valid UTF-8). Save the file as UTF-8 "
-                "and upload it again."
-            ) from None
         except csv.Error as exc:
             raise FileProblem(
                 f"Row {number + 1}: {exc}. A cell longer than {FIELD_LIMIT // (1024 * 1024)} MB "
@@ -225,4 +227,11 @@ def iter_rows(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tuple
         number += 1
         if not row or (len(row) == 1 and not row[0]):
             continue
+        bad = _ESCAPED_BYTE_RE.search("\n".join(row))
+        if bad:
+            raise FileProblem(
+                f"Row {number}: the file is not UTF-8 from here on (byte "
+                f"0x{ord(bad.group()) - 0xDC00:02X} is not valid UTF-8). Save the file as UTF-8 "
+                "and upload it again."
+            )
         yield number, row

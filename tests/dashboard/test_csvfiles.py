@@ -84,12 +84,19 @@ def test_it_accepts_a_character_cut_in_two_by_the_end_of_the_sniffed_head():
     assert found.columns == ["id", "é"]
 
 
-def test_it_reports_bytes_that_are_not_utf8_after_the_head_with_the_row():
-    data = b"id\n1\n2\ncaf\xe9\n3\n"
+def test_it_reports_bytes_that_are_not_utf8_after_the_head_with_their_row():
+    data = b"id\n" + b"".join(b"%07d\n" % i for i in range(50_000)) + b"caf\xe9\n3\n"
     with pytest.raises(FileProblem) as caught:
         rows(data)
-    assert str(caught.value).startswith("Row ")
-    assert "the file is not UTF-8 from here on (byte 0xE9 is not valid UTF-8)" in str(caught.value)
+    assert str(caught.value) == (
+        "Row 50002: the file is not UTF-8 from here on (byte 0xE9 is not valid UTF-8). Save the "
+        "file as UTF-8 and upload it again."
+    )
+
+
+def test_a_bad_byte_inside_a_quoted_cell_names_the_row_where_the_cell_starts():
+    with pytest.raises(FileProblem, match=r"^Row 3: .*byte 0xFC"):
+        rows(b'id,note\n1,a\n2,"x\ny\xfc"\n')
 
 
 def test_it_refuses_nul_bytes_as_a_binary_file():
