@@ -98,6 +98,7 @@ class AudienceClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         max_attempts: int = 6,
+        max_rate_limited: int = 60,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         pace: Callable[[], None] | None = None,
@@ -113,6 +114,8 @@ class AudienceClient:
         }
         self.timeout = (connect_timeout, read_timeout)
         self.max_attempts = max(1, max_attempts)
+        # Being told to slow down (429) is not a failure: it has its own, larger budget.
+        self.max_rate_limited = max_rate_limited
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.pace = pace
@@ -145,7 +148,7 @@ class AudienceClient:
             headers["Content-Type"] = "application/json"
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
-        attempt = 0
+        attempt = failures = rate_limited = 0
         while True:
             attempt += 1
             if self.pace is not None:
@@ -187,7 +190,15 @@ class AudienceClient:
                 else:
                     error = _error_from(response)
             error.attempts = attempt
-            if not error.retryable or attempt >= self.max_attempts:
+            if error.status == 429:
+                rate_limited += 1
+            else:
+                failures += 1
+            if (
+                not error.retryable
+                or failures >= self.max_attempts
+                or rate_limited >= self.max_rate_limited
+            ):
                 raise error
             if on_retry is not None:
                 on_retry(attempt, error)

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "audiences.faults.FaultInjectionMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -130,6 +131,11 @@ AUDIENCE_API_RATE_BURST = env_int("AUDIENCE_API_RATE_BURST", 0, minimum=0) or No
 AUDIENCE_API_MAX_BODY_BYTES = env_int("AUDIENCE_API_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024)
 AUDIENCE_API_MAINTENANCE = env_bool("AUDIENCE_API_MAINTENANCE", False)
 AUDIENCE_API_RETRY_AFTER = env_int("AUDIENCE_API_RETRY_AFTER", 5, minimum=1)
+# Faults injected on purpose, for testing clients against a failing server (audiences/faults.py),
+# e.g. "503:0.2,429:0.1,slow:0.05,drop:0.05,drop_after:0.05". Off when empty.
+AUDIENCE_API_FAULTS = env_str("AUDIENCE_API_FAULTS")
+AUDIENCE_API_FAULTS_SEED = env_int("AUDIENCE_API_FAULTS_SEED", 0) or None
+AUDIENCE_API_FAULT_SLOW_SECONDS = env_float("AUDIENCE_API_FAULT_SLOW_SECONDS", 3.0)
 # A worker's sweep re-enqueues operations still IN_PROGRESS after this many seconds (a worker
 # that died, or an enqueue lost between commit and queue).
 AUDIENCE_API_SWEEP_AFTER = env_int("AUDIENCE_API_SWEEP_AFTER", 30, minimum=1)

@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,25 +31,42 @@ def test_database_url() -> str:
 
 @contextmanager
 def running_workers(count: int, **env: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    environ = {**os.environ, "DATABASE_URL": test_database_url(), "PYTHONUNBUFFERED": "1", **env}
+    """Worker processes on the test database; their log is printed if the test fails."""
+    environ = {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        **env,
+    }
+    logs = [tempfile.TemporaryFile() for _ in range(count)]
     procs = [
         subprocess.Popen(
             [sys.executable, "manage.py", "worker", "--sweep-every", "1"],
             cwd=ROOT,
             env=environ,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        for _ in range(count)
+        for log in logs
     ]
     try:
         yield procs
+    except BaseException:
+        for i, log in enumerate(logs):
+            log.seek(0)
+            tail = log.read()[-4000:].decode(errors="replace")
+            print(f"--- worker {i} log (end) ---\n{tail}")
+        raise
     finally:
         for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+        for log in logs:
+            log.close()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:

@@ -1,0 +1,120 @@
+"""A big import end to end, over real HTTP, with real worker processes (and a failing server)."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from audiences.models import Member
+from dashboard.client import AudienceClient
+from dashboard.models import Import
+from tests.workers import running_workers, wait_for
+
+pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
+
+ROWS = 250_000
+
+
+def _file(rows: int, seed: int) -> tuple[bytes, dict[str, dict]]:
+    """A CSV with leading-zero IDs, 5% repeated IDs and 3 typed attributes; and the final state."""
+    rng = random.Random(seed)
+    lines = ["user_id,age,plan,signup"]
+    expected: dict[str, dict] = {}
+    for i in range(rows):
+        n = rng.randrange(i) if i and rng.random() < 0.05 else i
+        cid = f"{n:08d}"
+        age, plan = rng.randrange(18, 90), rng.choice(["free", "pro", "team"])
+        day = rng.randrange(1, 28)
+        lines.append(f"{cid},{age},{plan},2024-03-{day:02d}")
+        expected[cid] = {"age": age, "plan": plan, "date(signup)": f"2024-03-{day:02d}T00:00:00Z"}
+    return ("\n".join(lines) + "\n").encode(), expected
+
+
+def _run_import(marketer, connection, live_server, settings, content: bytes, workers: int):
+    settings.EMBEDDED_API_URL = live_server.url
+    r = marketer.post(
+        "/imports/new",
+        {
+            "connection": connection.pk,
+            "audience_name": "big",
+            "mode": "add",
+            "file": SimpleUploadedFile("big.csv", content, content_type="text/csv"),
+        },
+    )
+    assert r.status_code == 302, r.content
+    imp = Import.objects.latest("pk")
+    mapping = {"id_column": "0"}
+    for i, (name, kind) in enumerate(
+        [("user_id", "ignore"), ("age", "number"), ("plan", "string"), ("signup", "date")]
+    ):
+        mapping |= {f"type_{i}": kind, f"name_{i}": name, f"separator_{i}": "|"}
+    env = {"EMBEDDED_API_URL": live_server.url, "IMPORT_SEND_LEASE": "20"}
+    with running_workers(workers, **env):
+        assert marketer.post(f"/imports/{imp.pk}/mapping", mapping).status_code == 302
+
+        def validated() -> bool:
+            imp.refresh_from_db()
+            assert imp.state != "failed", imp.error
+            return imp.state == "validated"
+
+        wait_for(validated, timeout=120, what="validation")
+        assert marketer.post(f"/imports/{imp.pk}/submit").status_code == 302
+
+        def settled() -> bool:
+            imp.refresh_from_db()
+            return imp.state in ("applied", "failed")
+
+        wait_for(settled, timeout=240, what="every chunk applied")
+    assert imp.state == "applied", list(imp.chunks.values_list("number", "state", "error_code"))
+    return imp
+
+
+def _check_audience(connection, live_server, expected: dict[str, dict]) -> None:
+    client = AudienceClient(live_server.url, connection.project_key, connection.rest_key())
+    assert client.view("big")["nb_ids"] == len(expected)
+    # Every member, from the server's store...
+    stored = {
+        m.custom_id: orjson.loads(m.attributes)
+        for m in Member.objects.filter(audience__name="big")
+        .only("custom_id", "attributes")
+        .iterator()
+    }
+    assert stored == expected
+    # ...and a sample through the API's member view, over HTTP.
+    for cid in random.Random(1).sample(sorted(expected), 200):
+        assert client.member("big", cid)["attributes"] == expected[cid]
+
+
+@pytest.fixture
+def big(connection, live_server, settings):
+    settings.EMBEDDED_API_URL = live_server.url
+    AudienceClient(live_server.url, connection.project_key, connection.rest_key()).create("big")
+
+
+def test_a_250k_row_file_ends_applied_with_every_last_row(
+    marketer, connection, live_server, settings, big
+):
+    content, expected = _file(ROWS, seed=5)
+    imp = _run_import(marketer, connection, live_server, settings, content, workers=2)
+    assert imp.chunks.count() == -(-len(expected) // 10_000)
+    _check_audience(connection, live_server, expected)
+
+
+def test_it_completes_through_503s_and_a_rate_limit(
+    marketer, connection, live_server, settings, big
+):
+    settings.AUDIENCE_API_FAULTS = "503:0.2"
+    settings.AUDIENCE_API_RATE_LIMIT = 2.0
+    connection.calls_per_second = 2
+    connection.save()
+    content, expected = _file(ROWS, seed=9)
+    imp = _run_import(marketer, connection, live_server, settings, content, workers=2)
+    assert sum(imp.chunks.values_list("attempts", flat=True)) > imp.chunks.count(), "no retry seen"
+    page = marketer.get(f"/imports/{imp.pk}/")
+    assert b"SERVICE_UNAVAILABLE" in page.content or b">2<" in page.content
+    settings.AUDIENCE_API_FAULTS = ""
+    settings.AUDIENCE_API_RATE_LIMIT = None
+    _check_audience(connection, live_server, expected)
