@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import hmac
 import secrets
 from datetime import UTC, datetime
@@ -73,6 +74,23 @@ class ApiKey(models.Model):
         return key.project
 
 
+class ExactTextField(models.TextField):
+    """Any Unicode string, stored as a JSON string so it comes back exactly.
+
+    PostgreSQL's text can't hold NUL, which a display name may contain (any 1 to 255
+    characters): the JSON escape keeps it.
+    """
+
+    def from_db_value(
+        self, value: str | None, expression: object, connection: object
+    ) -> str | None:
+        return None if value is None else json.loads(value)
+
+    def get_prep_value(self, value: object) -> str | None:
+        value = super().get_prep_value(value)
+        return None if value is None else json.dumps(value)
+
+
 class AudienceQuerySet(models.QuerySet["Audience"]):
     def live(self) -> AudienceQuerySet:
         return self.filter(removed_at__isnull=True)
@@ -81,7 +99,7 @@ class AudienceQuerySet(models.QuerySet["Audience"]):
 class Audience(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="audiences")
     name = models.CharField(max_length=255)
-    display_name = models.CharField(max_length=255)
+    display_name = ExactTextField()
     created = models.DateTimeField()
     updated = models.DateTimeField()
     nb_ids = models.BigIntegerField(default=0)

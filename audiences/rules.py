@@ -433,10 +433,11 @@ def _missing(
 
 
 def _unknown(problems: Problems, path: str, allowed: Iterable[str]) -> None:
+    shown = path if len(path) <= 80 else path[:77] + "..."
     problems.add(
         path,
         "UNKNOWN_PARAMETER",
-        f"{path}: is not a parameter of this call (allowed: {', '.join(allowed)})",
+        f"{shown}: is not a parameter of this call (allowed: {', '.join(allowed)})",
     )
 
 

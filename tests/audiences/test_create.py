@@ -161,3 +161,10 @@ def test_it_creates_a_removed_name_again_at_once(api):
     assert api.post("audiences/remove", {"name": "news"}).status_code == 202
     token = api.create("news")
     assert api.view("news", token)["indexing_state"] == "IN_PROGRESS"
+
+
+def test_a_display_name_with_any_character_comes_back_exactly(api, drain):
+    name = 'odd\u0000name \\ "quoted" \U0001f600'
+    api.create("odd", display_name=name)
+    drain()
+    assert api.view("odd")["display_name"] == name

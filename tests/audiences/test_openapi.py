@@ -374,14 +374,9 @@ def test_the_server_refuses_bad_credentials(case: Any, bad_auth: BadAuth) -> Non
         assert (response.status_code, body["error_code"]) == (401, "AUTHENTICATION_INVALID"), body
 
 
-# --- Known server bugs ---------------------------------------------------------------------------
+# --- Versions that are not numbers -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a version that does not start with a digit gets Django's HTML 404, "
-    "not the contract's JSON 404 NOT_FOUND",
-)
 @pytest.mark.parametrize(
     "path", ["/v2.3/audiences/list", "/latest/openapi.json", "/%C2%84/members/view"]
 )

@@ -321,3 +321,24 @@ def test_it_accepts_the_same_magnitudes_written_as_floats(news, literal):
     raw = b'{"name": "news", "ids": [{"action": "add", "id": "a", "attributes": {"n": ' + literal
     raw += b"}}]}"
     assert news.post("audiences/update", raw=raw).status_code == 202
+
+
+def test_an_integer_of_thousands_of_digits_is_an_invalid_value_not_malformed_json(api):
+    api.create("huge")
+    raw = (
+        b'{"name":"huge","ids":[{"action":"add","id":"x","attributes":{"n":' + b"9" * 5000 + b"}}]}"
+    )
+    r = api.post("audiences/update", raw=raw)
+    assert r.status_code == 400
+    assert r.json()["error_code"] == "INVALID_ATTRIBUTE_VALUE"
+    assert r.json()["errors"][0]["path"] == "ids[0].attributes.n"
+
+
+def test_a_long_unknown_field_name_is_cut_in_the_message(api):
+    api.create("long")
+    key = "k" * 300
+    r = api.post(
+        "audiences/update", {"name": "long", "ids": [{"action": "add", "id": "x"}], key: 1}
+    )
+    assert r.status_code == 400 and r.json()["error_code"] == "UNKNOWN_PARAMETER"
+    assert len(r.json()["error_message"]) < 200
