@@ -228,12 +228,18 @@ def run_validation(import_id: int) -> None:
         _fail(imp, str(problem))
         return
     except OSError as exc:
-        _fail(imp, f"The uploaded file can't be read from storage ({exc.strerror or exc}). Upload it again.")
+        _fail(
+            imp,
+            f"The uploaded file can't be read from storage ({exc.strerror or exc}). Upload it again.",
+        )
         return
     except Exception:
         # Never leave an import "validating" for ever: say so, keep what the log needs.
         logger.exception("validation of import %s stopped", imp.pk)
-        _fail(imp, "Validation stopped on an unexpected error (it was logged). Try again, or upload the file again.")
+        _fail(
+            imp,
+            "Validation stopped on an unexpected error (it was logged). Try again, or upload the file again.",
+        )
         return
     if not _flush(imp, rows, problems, imp.size):
         return

@@ -30,20 +30,36 @@ class ApiClient:
         headers.update(extra)
         return headers
 
-    def post(self, route: str, body: Any = None, *, raw: bytes | None = None,
-             content_type: str = "application/json", headers: dict[str, str] | None = None,
-             check: bool = True) -> Any:
+    def post(
+        self,
+        route: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        check: bool = True,
+    ) -> Any:
         data = raw if raw is not None else orjson.dumps(body)
         response = self.client.generic(
-            "POST", f"/{self.version}/{route}", data, content_type=content_type,
+            "POST",
+            f"/{self.version}/{route}",
+            data,
+            content_type=content_type,
             headers=self.headers(**(headers or {})),
         )
         if check:
             openapi_check.check_response("POST", route, response)
         return response
 
-    def get(self, route: str, params: dict[str, Any] | list[tuple[str, Any]] | None = None,
-            *, headers: dict[str, str] | None = None, check: bool = True) -> Any:
+    def get(
+        self,
+        route: str,
+        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        check: bool = True,
+    ) -> Any:
         response = self.client.get(
             f"/{self.version}/{route}", params or {}, headers=self.headers(**(headers or {}))
         )

@@ -40,7 +40,7 @@ def running_workers(count: int, **env: str) -> Iterator[list[subprocess.Popen[by
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         **env,
     }
-    logs = [tempfile.TemporaryFile() for _ in range(count)]
+    logs = [tempfile.TemporaryFile() for _ in range(count)]  # noqa: SIM115 - closed below
     procs = [
         subprocess.Popen(
             [sys.executable, "manage.py", "worker", "--sweep-every", "1"],
