@@ -69,10 +69,11 @@ def _error_from(response: requests.Response) -> ClientError:
         message = str(data.get("error_message") or response.reason or "")
     except (orjson.JSONDecodeError, AttributeError):
         code = f"HTTP_{response.status_code}"
-        snippet = response.text[:200].strip() if response.content else ""
         message = f"the server answered {response.status_code} {response.reason or ''}".strip()
-        if snippet:
-            message += f" with a body that is not JSON: {snippet!r}"
+        if "html" in response.headers.get("Content-Type", "").lower():
+            message += " with a web page, not the API's JSON"
+        elif response.content:
+            message += f" with a body that is not JSON: {response.text[:200].strip()!r}"
     return ClientError(
         code,
         message,

@@ -147,8 +147,11 @@ CONNECTION_ENCRYPTION_KEY = env_str("CONNECTION_ENCRYPTION_KEY")
 EMBEDDED_API_URL = env_str("EMBEDDED_API_URL", "http://127.0.0.1:8000")
 IMPORT_MAX_FILE_BYTES = env_int("IMPORT_MAX_FILE_BYTES", 500 * 1024 * 1024, minimum=1)
 IMPORT_MAX_PASTE_BYTES = env_int("IMPORT_MAX_PASTE_BYTES", 10 * 1024 * 1024, minimum=1)
-# Django's own cap on form bodies must let a full paste box through.
-DATA_UPLOAD_MAX_MEMORY_SIZE = IMPORT_MAX_PASTE_BYTES + 1024 * 1024
+# Django's own cap on form bodies lets a paste well over its limit through, so that the page can
+# say the paste is too large; past this cap Django refuses the request itself (templates/400.html).
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(
+    4 * IMPORT_MAX_PASTE_BYTES, IMPORT_MAX_PASTE_BYTES + 16 * 1024 * 1024
+)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # Public address of the dashboard, for the links in emails.
 DASHBOARD_URL = env_str("DASHBOARD_URL", "http://127.0.0.1:8000")

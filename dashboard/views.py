@@ -133,6 +133,8 @@ def test_connection(conn: Connection) -> dict[str, Any]:
             "NOT_FOUND": "the base URL does not point at an Audience API.",
         }
         hint = hints.get(error.error_code, "")
+        if error.status == 404:
+            hint = hints["NOT_FOUND"]
         return {
             "ok": False,
             "text": f"It failed: {error.error_code}, {error.error_message}"

@@ -295,12 +295,18 @@ def test_it_checks_the_content_type_before_the_json(api):
         b"{" * 100_000,
         b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
         b"[" * 100_000 + b"]" * 100_000,
-        b'{"name": 1' + b"0" * 5_000 + b"}",
     ],
 )
 def test_it_answers_malformed_json_to_what_is_not_a_utf8_json_object(api, raw):
     before = stored_rows()
     error(api.post("audiences/create", raw=raw), 400, "MALFORMED_JSON")
+    assert stored_rows() == before
+
+
+def test_a_name_of_thousands_of_digits_is_valid_json_but_a_bad_name(api):
+    before = stored_rows()
+    raw = b'{"name": 1' + b"0" * 5_000 + b', "type": "custom_ids"}'
+    error(api.post("audiences/create", raw=raw), 400, "INVALID_AUDIENCE_NAME")
     assert stored_rows() == before
 
 

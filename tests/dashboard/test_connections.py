@@ -239,11 +239,6 @@ def test_a_key_that_can_no_longer_be_decrypted_is_said_in_words(admin, connectio
     ) in text_of(r)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="UI bug: views.test_connection keys its hint on NOT_FOUND but the client reports "
-    "HTTP_404, so the page shows the start of the 404 page's raw HTML instead of words",
-)
 def test_a_url_that_is_not_an_audience_api_is_said_in_words(admin, connection):
     conn = Connection(name="Website", base_url="http://embedded.test/not-the-api", project_key="p")
     conn.set_rest_key(connection.rest_key())

@@ -169,19 +169,22 @@ def test_a_paste_of_exactly_its_limit_is_accepted(marketer, connection, settings
     assert upload(marketer, connection, paste=paste).status_code == 302
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="UI bug: a paste beyond DATA_UPLOAD_MAX_MEMORY_SIZE (the paste limit + 1 MB) makes "
-    "Django answer a bare 400 before the view can say the paste is too large",
-)
 def test_a_paste_far_over_its_limit_is_refused_with_the_same_message(
     marketer, connection, settings
 ):
-    # As settings.py sets them: Django's own body cap is the paste limit plus 1 MB.
+    # As settings.py sets them: Django's own body cap is well over the paste limit.
     settings.IMPORT_MAX_PASTE_BYTES = 1000
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000 + 1024 * 1024
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000 + 16 * 1024 * 1024
     r = upload(marketer, connection, paste="0130\n" * 250_000)  # 1.25 MB
     assert "The pasted text is larger than the 1,000 bytes allowed" in " ".join(refused(r))
+
+
+def test_a_request_past_djangos_own_cap_gets_a_page_that_says_why(marketer, connection, settings):
+    settings.IMPORT_MAX_PASTE_BYTES = 1000
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    r = upload(marketer, connection, paste="0130\n" * 5_000)
+    assert r.status_code == 400
+    assert b"too large" in r.content and b"upload it as a file" in r.content
 
 
 @pytest.mark.parametrize("name", ["audience.xlsx", "audience.json", "audience", "audience.csv.zip"])
