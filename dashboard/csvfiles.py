@@ -23,6 +23,9 @@ PREVIEW_ROWS = 20
 FIELD_LIMIT = 16 * 1024 * 1024
 DELIMITERS = (",", ";", "\t")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+# The mapping form has three fields a column and Django reads at most 1,000 fields a request
+# (DATA_UPLOAD_MAX_NUMBER_FIELDS); an API item carries at most 15 attributes anyway.
+MAX_COLUMNS = 300
 ID_HEADER_RE = re.compile(
     r"(custom[_ ]?)?(user[_ ]?)?id|identifier|user|customer([_ ]?id)?|external[_ ]?id|uid|member[_ ]?id",
     re.IGNORECASE,
@@ -171,6 +174,12 @@ def sniff(head: bytes) -> Sniffed:
         raise FileProblem("The file holds no rows, only blank lines.")
     has_header = _sniff_header(rows)
     columns, preview = table(rows, has_header)
+    if len(columns) > MAX_COLUMNS:
+        raise FileProblem(
+            f"The file has more than the {MAX_COLUMNS} columns a mapping can hold: its first "
+            f"rows have at least {len(columns):,} {DELIMITER_NAMES[delimiter]}-separated cells. "
+            "If the IDs are all on one line, put one ID per line and upload it again."
+        )
     return Sniffed(encoding, delimiter, has_header, columns, preview)
 
 

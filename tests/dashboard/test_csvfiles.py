@@ -360,6 +360,23 @@ def test_a_10_mb_cell_between_ordinary_rows_is_read_whole():
     assert len(records[2][1][1]) == TEN_MB and records[3][1] == ["3", "c"]
 
 
+def test_a_10_mb_line_of_comma_separated_ids_is_refused_as_too_many_columns():
+    line = b",".join(b"%09d" % i for i in range(1_048_576)) + b"\n"
+    assert len(line) == TEN_MB
+    assert problem(line[: csvfiles.SNIFF_BYTES]) == (
+        "The file has more than the 300 columns a mapping can hold: its first rows have at "
+        "least 26,215 comma-separated cells. If the IDs are all on one line, put one ID per "
+        "line and upload it again."
+    )
+
+
+def test_300_columns_can_be_mapped():
+    header = ",".join(f"c{i}" for i in range(300)).encode()
+    row = ",".join("v" for _ in range(300)).encode()
+    assert len(sniff(header + b"\n" + row + b"\n").columns) == 300
+    assert "at least 301 tab-separated cells" in problem(b"\t".join([b"v"] * 301) + b"\n")
+
+
 @pytest.fixture
 def small_field_limit():
     before = csv.field_size_limit(1024)

@@ -307,6 +307,27 @@ def test_a_single_10_mb_line_is_one_invalid_id_with_a_clear_message(marketer, co
     assert "No row is valid: there is nothing to send." in validated_page(marketer, imp)
 
 
+def test_a_single_10_mb_line_of_comma_separated_ids_is_refused_with_a_clear_message(
+    marketer, connection
+):
+    # Mapped, it would be 26,215 columns: a page that takes most of a minute to render and a
+    # form too large for Django to read.
+    content = b",".join(b"%09d" % i for i in range(1_048_576)) + b"\n"
+    errors = refused(upload(marketer, connection, content))
+    assert (
+        "The file has more than the 300 columns a mapping can hold: its first rows have at "
+        "least 26,215 comma-separated cells. If the IDs are all on one line, put one ID per "
+        "line and upload it again."
+    ) in errors
+
+
+def test_pasted_ids_on_one_line_are_refused_with_the_same_message(marketer, connection):
+    errors = refused(upload(marketer, connection, paste=", ".join(str(i) for i in range(400))))
+    assert any(
+        e.startswith("The file has more than the 300 columns a mapping can hold") for e in errors
+    )
+
+
 def test_a_10_mb_cell_among_ordinary_rows_is_one_invalid_value(marketer, connection, work):
     content = b"user_id,note\n1,a\n2," + ten_mb_line() + b"\n3,c\n"
     imp = import_file(marketer, connection, work, content)
