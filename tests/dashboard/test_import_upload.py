@@ -408,6 +408,15 @@ def test_blank_lines_before_the_header_do_not_make_it_a_data_row(marketer, conne
     assert [(r.row_number, r.custom_id) for r in rows_of(imp)] == [(4, "0130")]
 
 
+def test_the_uploaded_name_never_chooses_where_the_file_is_stored(marketer, connection):
+    r = upload(marketer, connection, b"user_id\n1\n", name="../../etc/evil.csv.gz")
+    assert r.status_code == 302
+    imp = Import.objects.get()
+    assert imp.original_name == "evil.csv.gz"
+    assert imp.file.name.startswith("imports/") and "evil" not in imp.file.name
+    assert ".." not in imp.file.name
+
+
 def test_a_bom_does_not_reach_the_first_column_or_id(marketer, connection, work):
     imp = import_file(marketer, connection, work, codecs.BOM_UTF8 + b"0130\n0131\n")
     assert [r.custom_id for r in rows_of(imp)] == ["0130", "0131"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import orjson
 import pytest
 
+from dashboard import imports
+from dashboard.models import Import
 from dashboard.validation import PROBLEM_KINDS, RowProblem, RowValidator
-from tests.dashboard.helpers import import_file, problems_of, rows_of
+from tests.dashboard.helpers import import_file, mapping_data, problems_of, rows_of, upload
 
 COLUMNS = ["user_id", "name", "age", "score", "signup", "site", "tags"]
 ATTRIBUTES = [
@@ -385,10 +389,34 @@ def test_rows_without_an_id_are_never_counted_as_duplicates(marketer, connection
 
 
 def test_validation_can_run_again_without_storing_rows_twice(marketer, connection, work):
-    from dashboard import imports
-
     imp = import_file(marketer, connection, work, b"user_id\n1\n2\n")
     imports.start_validation(imp)
     work()
     imp.refresh_from_db()
     assert imp.total_rows == 2 and len(rows_of(imp)) == 2
+
+
+def test_memory_stays_flat_whatever_the_file_size(marketer, connection, monkeypatch):
+    monkeypatch.setattr(imports, "BATCH", 500)  # rows are stored a batch at a time
+
+    def peak(rows: int) -> int:
+        content = b"user_id,age,signup\n" + b"".join(
+            b"%08d,%d,2024-05-01\n" % (i, i % 90) for i in range(rows)
+        )
+        r = upload(marketer, connection, content, audience=f"a{rows}")
+        imp = Import.objects.get(pk=int(r["Location"].strip("/").split("/")[-1]))
+        marketer.post(
+            f"/imports/{imp.pk}/mapping",
+            mapping_data(imp, attributes={1: ("number", "age"), 2: ("date", "signup")}),
+        )
+        tracemalloc.start()
+        try:
+            imports.run_validation(imp.pk)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            imp.refresh_from_db()
+            assert imp.total_rows == rows
+
+    small, large = peak(2_000), peak(20_000)
+    assert large < 1.5 * small, (small, large)  # ten times the rows, about the same memory
