@@ -402,3 +402,32 @@ def test_start_again_opens_a_new_import_for_the_same_audience_and_mode(marketer,
     assert form.status_code == 200
     assert b'value="vip"' in form.content
     assert b'value="column" required id="id_mode_3" checked' in form.content
+
+
+def test_what_a_file_holds_is_shown_escaped_never_as_html(marketer, connection, work):
+    content = (
+        b'user_id,<b onmouseover="x()">age</b>,note\n'
+        b"<script>alert(1)</script>,<img src=x onerror=alert(2)>,<i>hi</i>\n"
+        b"2,3,<i>ok</i>\n"
+    )
+    r = upload(marketer, connection, content)
+    mapping_page = marketer.get(r["Location"]).content
+    imp = Import.objects.get()
+    marketer.post(
+        f"/imports/{imp.pk}/mapping",
+        mapping_data(imp, attributes={1: ("number", "age"), 2: ("string", "note")}),
+    )
+    work()
+    pages = [
+        mapping_page,
+        marketer.get(f"/imports/{imp.pk}/").content,
+        marketer.get(f"/imports/{imp.pk}/problems").content,
+    ]
+    for page in pages:
+        assert b"<script>alert" not in page
+        assert b"<img src=x" not in page
+        assert b"<b onmouseover" not in page
+        assert b"<i>" not in page
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]  # the first rows, as read
+    assert b"&lt;img src=x onerror=alert(2)&gt;" in pages[2]  # the value with a problem
+    assert b"&lt;i&gt;ok&lt;/i&gt;" in pages[1]  # in the sample of what will be sent
