@@ -28,7 +28,10 @@ from dashboard.validation import RowValidator
 logger = logging.getLogger(__name__)
 
 BATCH = 10_000
-LEASE = timedelta(seconds=60)
+
+
+def lease() -> timedelta:
+    return timedelta(seconds=settings.IMPORT_VALIDATION_LEASE)
 
 
 class UploadRefused(Exception):
@@ -157,7 +160,7 @@ def start_validation(imp: Import) -> None:
     with transaction.atomic():
         Import.objects.filter(pk=imp.pk).update(
             state=Import.VALIDATING,
-            lease_until=timezone.now() + LEASE,
+            lease_until=timezone.now() + lease(),
             progress_bytes=0,
             rows_read=0,
             error="",
@@ -187,7 +190,7 @@ def run_validation(import_id: int) -> None:
     """Validate every row of the import (the worker's task); safe to run again."""
     run = secrets.token_hex(8)
     claimed = Import.objects.filter(pk=import_id, state=Import.VALIDATING).update(
-        validation_run=run, lease_until=timezone.now() + LEASE
+        validation_run=run, lease_until=timezone.now() + lease()
     )
     if not claimed:
         return
@@ -260,7 +263,7 @@ def _flush(
         still_mine = _mine(imp).update(
             rows_read=imp.rows_read + len(rows),
             progress_bytes=position,
-            lease_until=timezone.now() + LEASE,
+            lease_until=timezone.now() + lease(),
         )
         if still_mine:
             with connection.cursor() as cursor:
@@ -339,7 +342,7 @@ def sweep() -> int:
     )
     for pk in stale:
         Import.objects.filter(pk=pk, state=Import.VALIDATING).update(
-            lease_until=timezone.now() + LEASE
+            lease_until=timezone.now() + lease()
         )
         _enqueue(validate_import, pk)
     return len(stale)

@@ -158,6 +158,8 @@ DASHBOARD_URL = env_str("DASHBOARD_URL", "http://127.0.0.1:8000")
 # A chunk still "sending" this many seconds after its last sign of life was abandoned by a
 # killed worker: it is sent again (same Idempotency-Key, so it can't apply twice).
 IMPORT_SEND_LEASE = env_int("IMPORT_SEND_LEASE", 300, minimum=1)
+# Likewise for a validation whose worker stopped renewing its lease: it starts over.
+IMPORT_VALIDATION_LEASE = env_int("IMPORT_VALIDATION_LEASE", 60, minimum=1)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "audiences@localhost")
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "uploads")))

@@ -25,7 +25,7 @@ from dashboard.models import Chunk, Import, ImportRow
 
 logger = logging.getLogger(__name__)
 
-POLL_LEASE = timedelta(seconds=60)
+POLL_LEASE = timedelta(seconds=15)
 
 
 def send_lease() -> timedelta:
@@ -281,7 +281,7 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
         return
     if state is not None and state not in IN_PROGRESS_STATES:
         logger.warning("unknown indexing_state %r for chunk %s", state, chunk.pk)
-    delay = min(30.0, 0.3 * (2 ** min(chunk.polls, 7)))
+    delay = min(10.0, 0.3 * (2 ** min(chunk.polls, 6)))
     Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
         polls=chunk.polls + 1, next_poll_at=now + timedelta(seconds=delay)
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import time
 
 import orjson
 import pytest
@@ -117,4 +120,60 @@ def test_it_completes_through_503s_and_a_rate_limit(
     assert b"SERVICE_UNAVAILABLE" in page.content or b">2<" in page.content
     settings.AUDIENCE_API_FAULTS = ""
     settings.AUDIENCE_API_RATE_LIMIT = None
+    _check_audience(connection, live_server, expected)
+
+
+def test_a_worker_killed_again_and_again_mid_import_changes_nothing(
+    marketer, connection, live_server, settings, big
+):
+    content, expected = _file(100_000, seed=13)
+    connection.chunk_size = 2_000
+    connection.calls_per_second = 20
+    connection.save()
+    r = marketer.post(
+        "/imports/new",
+        {
+            "connection": connection.pk,
+            "audience_name": "big",
+            "mode": "add",
+            "file": SimpleUploadedFile("big.csv", content, content_type="text/csv"),
+        },
+    )
+    imp = Import.objects.get(pk=int(r["Location"].rstrip("/").rsplit("/", 1)[1]))
+    mapping = {"id_column": "0"}
+    for i, (name, kind) in enumerate(
+        [("user_id", "ignore"), ("age", "number"), ("plan", "string"), ("signup", "date")]
+    ):
+        mapping |= {f"type_{i}": kind, f"name_{i}": name, f"separator_{i}": "|"}
+    # Short leases, so that what a killed worker held is taken over within seconds.
+    env = {
+        "EMBEDDED_API_URL": live_server.url,
+        "IMPORT_SEND_LEASE": "2",
+        "IMPORT_VALIDATION_LEASE": "2",
+        "AUDIENCE_API_SWEEP_AFTER": "2",
+    }
+    states_at_kill = []
+
+    def advance() -> str:
+        imp.refresh_from_db()
+        if imp.state == "validated":
+            assert marketer.post(f"/imports/{imp.pk}/submit").status_code == 302
+            imp.refresh_from_db()
+        return imp.state
+
+    assert marketer.post(f"/imports/{imp.pk}/mapping", mapping).status_code == 302
+    for round_ in range(6):
+        with running_workers(1, **env) as (worker,):
+            deadline = time.monotonic() + 0.8 + 0.4 * round_
+            while time.monotonic() < deadline:
+                advance()
+                time.sleep(0.1)
+            states_at_kill.append(advance())
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    with running_workers(1, **env):
+        wait_for(lambda: advance() in ("applied", "failed"), timeout=180, what="the import to end")
+    in_flight = [s for s in states_at_kill if s in ("validating", "submitting", "submitted")]
+    assert len(in_flight) >= 3, f"killed mid-import only {len(in_flight)} times: {states_at_kill}"
+    assert imp.state == "applied", list(imp.chunks.values_list("number", "state", "error_code"))
     _check_audience(connection, live_server, expected)
