@@ -154,6 +154,16 @@ def _claim(imp: Import) -> Chunk | None:
         return chunk
 
 
+def api_item(custom_id: str, action: str, attributes: str, *, replace: bool) -> dict[str, Any]:
+    """The API item a stored row becomes (the preview's sample shows exactly these)."""
+    if action == "remove":
+        return {"action": "remove", "id": custom_id}
+    item: dict[str, Any] = {"id": custom_id} if replace else {"action": "add", "id": custom_id}
+    if attributes != "{}":
+        item["attributes"] = orjson.loads(attributes)
+    return item
+
+
 def items_of(chunk: Chunk) -> list[dict[str, Any]]:
     rows = ImportRow.objects.filter(
         import_run_id=chunk.import_run_id,
@@ -161,17 +171,11 @@ def items_of(chunk: Chunk) -> list[dict[str, Any]]:
         row_number__lte=chunk.last_row,
         chunk_number=chunk.number,
     ).values_list("custom_id", "action", "attributes")
-    items: list[dict[str, Any]] = []
     replace = chunk.kind == "replace"
-    for custom_id, action, attributes in rows.iterator(chunk_size=10_000):
-        if action == "remove":
-            items.append({"action": "remove", "id": custom_id})
-            continue
-        item: dict[str, Any] = {"id": custom_id} if replace else {"action": "add", "id": custom_id}
-        if attributes != "{}":
-            item["attributes"] = orjson.loads(attributes)
-        items.append(item)
-    return items
+    return [
+        api_item(custom_id, action, attributes, replace=replace)
+        for custom_id, action, attributes in rows.iterator(chunk_size=10_000)
+    ]
 
 
 def send(import_id: int) -> None:

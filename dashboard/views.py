@@ -306,7 +306,7 @@ def _preview_context(imp: Import) -> dict[str, Any]:
         for g in problems.values("code").annotate(n=Count("id")).order_by("-n", "code")
     ]
     sample = [
-        _api_item(row)
+        _api_item(row, imp.mode)
         for row in ImportRow.objects.filter(
             import_run=imp, has_problems=False, superseded=False
         ).order_by("row_number")[:5]
@@ -318,16 +318,8 @@ def _preview_context(imp: Import) -> dict[str, Any]:
     }
 
 
-def _api_item(row: ImportRow) -> dict[str, Any]:
-    item: dict[str, Any] = {"id": row.custom_id}
-    if row.action == "remove":
-        item = {"action": "remove", **item}
-    else:
-        item = {"action": "add", **item}
-        attributes = orjson.loads(row.attributes)
-        if attributes:
-            item["attributes"] = attributes
-    return item
+def _api_item(row: ImportRow, mode: str) -> dict[str, Any]:
+    return submission.api_item(row.custom_id, row.action, row.attributes, replace=mode == "replace")
 
 
 @roles.requires(roles.can_manage_audiences)
@@ -359,11 +351,17 @@ def import_format(request: HttpRequest, pk: int) -> HttpResponse:
             head = csvfiles.read_head(stream)
         text = head.decode(imp.encoding.replace("-sig", ""), "replace").lstrip("\ufeff")
         rows = csvfiles._rows(text, form.cleaned_data["delimiter"], csvfiles.PREVIEW_ROWS + 1)
+        columns, preview = csvfiles.table(rows, form.cleaned_data["has_header"])
+        if len(columns) > csvfiles.MAX_COLUMNS:
+            messages.error(
+                request,
+                f"Read that way, the file has more than the {csvfiles.MAX_COLUMNS} columns a "
+                "mapping can hold: choose another delimiter.",
+            )
+            return redirect(imp)
         imp.delimiter = form.cleaned_data["delimiter"]
         imp.has_header = form.cleaned_data["has_header"]
-        width = max((len(r) for r in rows), default=1)
-        imp.columns = csvfiles.default_columns(rows[0] if imp.has_header and rows else [], width)
-        imp.preview = (rows[1:] if imp.has_header else rows)[: csvfiles.PREVIEW_ROWS]
+        imp.columns, imp.preview = columns, preview
         imp.mapping = mapping.propose(imp.columns, imp.preview, imp.mode)
         imp.state = Import.UPLOADED
         imp.save()

@@ -378,11 +378,6 @@ def test_the_format_can_be_read_again_with_another_delimiter_and_no_header(marke
     assert imp.delimiter == "," and imp.columns == ["user_id;age"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="UI bug: views.import_format recomputes the columns from the widest row instead of "
-    "csvfiles.table(), so one row with a stray cell gives every other row a WRONG_CELL_COUNT",
-)
 def test_reading_again_keeps_the_columns_of_the_header(marketer, connection):
     upload(marketer, connection, b"user_id,age\n1,2\n3,4,5\n6,7\n")
     imp = Import.objects.get()

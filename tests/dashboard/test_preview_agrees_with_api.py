@@ -319,11 +319,6 @@ def replace_preview(marketer, connection, work) -> Import:
     return imp
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="UI bug: the preview's sample (views._api_item) gives replace items an "
-    '"action": "add" that audiences/replace refuses as UNKNOWN_PARAMETER',
-)
 def test_the_sample_of_a_replace_is_accepted_by_the_replace_call(
     marketer, replace_preview, api, audience
 ):
