@@ -21,7 +21,7 @@ from django.core.files import File
 from django.db import connection, transaction
 from django.utils import timezone
 
-from dashboard import csvfiles, mapping
+from dashboard import audit, csvfiles, mapping
 from dashboard.models import Connection, Import, ImportProblem, ImportRow
 from dashboard.validation import RowValidator
 
@@ -306,14 +306,11 @@ def _finish(imp: Import) -> None:
         cursor.execute(_TOTALS, [imp.pk])
         total, with_problems, superseded, adds, removes = (v or 0 for v in cursor.fetchone())
         if total == 0:
-            _mine(imp).update(
-                state=Import.FAILED,
-                error="The file has no data rows"
-                + (" under its header." if imp.has_header else "."),
-                lease_until=None,
+            _fail(
+                imp, "The file has no data rows" + (" under its header." if imp.has_header else ".")
             )
             return
-        _mine(imp).update(
+        finished = _mine(imp).update(
             state=Import.VALIDATED,
             total_rows=total,
             problem_rows=with_problems,
@@ -325,10 +322,31 @@ def _finish(imp: Import) -> None:
             lease_until=None,
             validated_at=timezone.now(),
         )
+        if finished:
+            audit.record(
+                "import.validated",
+                user=imp.created_by,
+                target=imp,
+                audience=imp.audience_name,
+                details={
+                    "rows": total,
+                    "valid": adds + removes,
+                    "with_problems": with_problems,
+                    "superseded": superseded,
+                },
+            )
 
 
 def _fail(imp: Import, message: str) -> None:
-    _mine(imp).update(state=Import.FAILED, error=message, lease_until=None)
+    if _mine(imp).update(state=Import.FAILED, error=message, lease_until=None):
+        audit.record(
+            "import.failed",
+            user=imp.created_by,
+            target=imp,
+            audience=imp.audience_name,
+            result="failed",
+            details={"stage": "validation", "error": message},
+        )
 
 
 def sweep() -> int:

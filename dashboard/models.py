@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard import secrets_box
+from dashboard.audit import AppendOnlyQuerySet
 from dashboard.client import AudienceClient
 
 MAX_CHUNK_SIZE = 10_000
@@ -274,3 +275,37 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"Chunk {self.number} of import {self.import_run_id} ({self.state})"
+
+
+class AuditEvent(models.Model):
+    """One audited action (see dashboard.audit). Append-only."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True, db_index=True)  # kept if the user goes
+    action = models.CharField(max_length=40, db_index=True)
+    target_type = models.CharField(max_length=40, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=255, blank=True)
+    audience = models.CharField(max_length=255, blank=True, db_index=True)
+    details = models.JSONField(default=dict, blank=True)
+    result = models.CharField(max_length=10, default="ok")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or 'system'} {self.action}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise PermissionError("audit events are never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise PermissionError("audit events are never deleted")

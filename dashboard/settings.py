@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "dashboard.audit.CurrentRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -168,7 +169,10 @@ WORKER_SWEEPS = [
     "audiences.operations.sweep",
     "dashboard.imports.sweep",
     "dashboard.submission.sweep",
+    "dashboard.audit.sweep",
 ]
+# Audit events older than this many days are purged by the workers; 0 keeps them forever.
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 0, minimum=0)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 

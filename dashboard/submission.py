@@ -20,6 +20,7 @@ from django.db.models import Count, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from dashboard import audit
 from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError
 from dashboard.models import Chunk, Import, ImportRow
 
@@ -192,6 +193,23 @@ def send(import_id: int) -> None:
     _settle(imp.pk)
 
 
+def _audit_chunk_failure(imp: Import, chunk: Chunk, code: str, message: str) -> None:
+    audit.record(
+        "chunk.failed",
+        user=imp.created_by,
+        target=chunk,
+        target_label=f"chunk {chunk.number} of import {imp.pk}",
+        audience=imp.audience_name,
+        result="failed",
+        details={
+            "import": imp.pk,
+            "chunk": chunk.number,
+            "error_code": code,
+            "error_message": message,
+        },
+    )
+
+
 def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
     def on_retry(attempt: int, error: ClientError) -> None:
         # Each retry shows in the chunk table as it happens.
@@ -271,9 +289,10 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
         state = client.view(imp.audience_name, chunk.token).get("indexing_state")
     except ClientError as error:
         if error.error_code in ("AUDIENCE_NOT_FOUND", "INDEXING_TOKEN_NOT_FOUND"):
-            Chunk.objects.filter(pk=chunk.pk).update(
+            if Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
                 state=Chunk.FAILED, error_code=error.error_code, error_message=error.error_message
-            )
+            ):
+                _audit_chunk_failure(imp, chunk, error.error_code, error.error_message)
             _settle(imp.pk)
             return
         state = None  # a passing failure: ask again later
@@ -329,6 +348,15 @@ def _settle(import_id: int) -> None:
         )
     )
     if changed and new_state in (Import.APPLIED, Import.FAILED):
+        imp = Import.objects.select_related("created_by").get(pk=import_id)
+        audit.record(
+            f"import.{new_state}",
+            user=imp.created_by,
+            target=imp,
+            audience=imp.audience_name,
+            result="ok" if new_state == Import.APPLIED else "failed",
+            details={state: n for state, n in counts.items()},
+        )
         _notify(import_id)
 
 

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 
 from audiences import rules
-from dashboard import csvfiles, imports, mapping, roles, submission
+from dashboard import audit, csvfiles, imports, mapping, roles, submission
 from dashboard.client import ClientError
 from dashboard.forms import (
     AudienceForm,
@@ -93,6 +93,9 @@ def connection_new(request: HttpRequest) -> HttpResponse:
     form = ConnectionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         conn = form.save()
+        audit.record(
+            "connection.created", request=request, target=conn, details=_connection_details(conn)
+        )
         messages.success(request, f"Connection {conn.name} saved. Test it below.")
         return redirect(conn)
     return render(request, "dashboard/connection_form.html", {"form": form})
@@ -104,10 +107,36 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conn = get_object_or_404(Connection, pk=pk)
     form = ConnectionForm(request.POST or None, instance=conn)
     if request.method == "POST" and form.is_valid():
+        changed = [f for f in form.changed_data if f != "rest_key"]
         form.save()
+        if changed:
+            audit.record(
+                "connection.changed",
+                request=request,
+                target=conn,
+                details={"fields": changed, **_connection_details(conn)},
+            )
+        if form.cleaned_data.get("rest_key"):
+            audit.record(
+                "connection.key_changed",
+                request=request,
+                target=conn,
+                details={"rest_key": conn.rest_key_hint},
+            )
         messages.success(request, f"Connection {conn.name} saved.")
         return redirect(conn)
     return render(request, "dashboard/connection_form.html", {"form": form, "connection": conn})
+
+
+def _connection_details(conn: Connection) -> dict[str, Any]:
+    # Never the REST key: only its last characters.
+    return {
+        "base_url": conn.base_url,
+        "project_key": conn.project_key,
+        "rest_key": conn.rest_key_hint,
+        "chunk_size": conn.chunk_size,
+        "calls_per_second": conn.calls_per_second,
+    }
 
 
 @roles.requires(roles.can_manage_connections)
@@ -203,13 +232,34 @@ def audience_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         name = form.cleaned_data["name"]
         try:
-            conn.client(max_attempts=2).create(name, form.cleaned_data["display_name"] or None)
+            token = conn.client(max_attempts=2).create(
+                name, form.cleaned_data["display_name"] or None
+            )
         except ClientError as error:
+            audit.record(
+                "audience.created",
+                request=request,
+                target_label=name,
+                audience=name,
+                result="failed",
+                details={
+                    "connection": conn.name,
+                    "error_code": error.error_code,
+                    "error_message": error.error_message,
+                },
+            )
             if error.error_code == "AUDIENCE_ALREADY_EXISTS":
                 form.add_error("name", f"An audience named {name} exists already.")
             else:
                 form.add_error(None, _client_error_text(error))
         else:
+            audit.record(
+                "audience.created",
+                request=request,
+                target_label=name,
+                audience=name,
+                details={"connection": conn.name, "indexing_token": token},
+            )
             messages.success(request, f"Audience {name} created.")
             return redirect("dashboard:audience-detail", connection_pk=conn.pk, name=name)
     return render(request, "dashboard/audience_form.html", {"form": form, "connection": conn})
@@ -235,10 +285,29 @@ def audience_remove(request: HttpRequest, connection_pk: int, name: str) -> Http
     form = RemoveAudienceForm(request.POST or None, name=name)
     if request.method == "POST" and form.is_valid():
         try:
-            conn.client(max_attempts=2).remove(name)
+            token = conn.client(max_attempts=2).remove(name)
         except ClientError as error:
+            audit.record(
+                "audience.removed",
+                request=request,
+                target_label=name,
+                audience=name,
+                result="failed",
+                details={
+                    "connection": conn.name,
+                    "error_code": error.error_code,
+                    "error_message": error.error_message,
+                },
+            )
             form.add_error(None, _client_error_text(error))
         else:
+            audit.record(
+                "audience.removed",
+                request=request,
+                target_label=name,
+                audience=name,
+                details={"connection": conn.name, "indexing_token": token},
+            )
             messages.success(request, f"Audience {name} removed.")
             return redirect(f"{reverse('dashboard:audience-list')}?connection={conn.pk}")
     return render(
@@ -279,6 +348,19 @@ def import_new(request: HttpRequest) -> HttpResponse:
         except imports.UploadRefused as refused:
             form.add_error("file" if data.get("file") else "paste", str(refused))
         else:
+            audit.record(
+                "import.created",
+                request=request,
+                target=imp,
+                audience=imp.audience_name,
+                details={
+                    "file": imp.original_name,
+                    "size": imp.size,
+                    "sha256": imp.sha256,
+                    "mode": imp.mode,
+                    "connection": imp.connection.name,
+                },
+            )
             return redirect(imp)
     return render(request, "dashboard/import_new.html", {"form": form})
 
@@ -396,6 +478,13 @@ def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
         state=Import.CANCELLED, lease_until=None
     )
     if updated:
+        audit.record(
+            "import.cancelled",
+            request=request,
+            target=imp,
+            audience=imp.audience_name,
+            details={"was": imp.state},
+        )
         messages.success(request, "Import cancelled: nothing was sent.")
     else:
         messages.error(request, f"This import is {imp.state}: it can't be cancelled.")
@@ -411,6 +500,17 @@ def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
     except submission.NotSubmittable as refused:
         messages.error(request, str(refused))
     else:
+        audit.record(
+            "import.submitted",
+            request=request,
+            target=imp,
+            audience=imp.audience_name,
+            details={
+                "valid_rows": imp.valid_rows,
+                "adds": imp.add_count,
+                "removes": imp.remove_count,
+            },
+        )
         messages.success(
             request, f"Submitting {imp.valid_rows:,} IDs in chunks; this page follows them."
         )
@@ -423,6 +523,13 @@ def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk)
     count = submission.retry_failed(imp)
     if count:
+        audit.record(
+            "import.retried",
+            request=request,
+            target=imp,
+            audience=imp.audience_name,
+            details={"chunks": count},
+        )
         messages.success(request, f"Sending {count} failed chunk{'s' if count != 1 else ''} again.")
     else:
         messages.error(request, "No chunk has failed: there is nothing to retry.")
@@ -435,6 +542,13 @@ def import_cancel_unsent(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk)
     count = submission.cancel_unsent(imp)
     if count:
+        audit.record(
+            "import.cancelled",
+            request=request,
+            target=imp,
+            audience=imp.audience_name,
+            details={"unsent_chunks": count},
+        )
         messages.success(
             request, f"Cancelled {count} chunk{'s' if count != 1 else ''} not sent yet."
         )

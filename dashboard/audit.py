@@ -1,0 +1,201 @@
+"""The append-only audit trail: who did what, when, to what, with what result, from where.
+
+Every audited action calls ``record`` exactly once. Events are never edited or deleted through
+the application; only the retention purge (AUDIT_RETENTION_DAYS, default: keep forever) removes
+old ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.db import models
+from django.db.models.signals import m2m_changed, post_save
+from django.dispatch import receiver
+from django.http import HttpRequest
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+current_request: ContextVar[HttpRequest | None] = ContextVar("audit_request", default=None)
+
+# The actions, with the words the audit page uses.
+ACTIONS = {
+    "sign_in": "Signed in",
+    "sign_in_failed": "Failed sign-in",
+    "import.created": "Import created",
+    "import.validated": "Import validated",
+    "import.submitted": "Import submitted",
+    "import.cancelled": "Import cancelled",
+    "import.retried": "Failed chunks retried",
+    "import.applied": "Import applied",
+    "import.failed": "Import failed",
+    "import.undo_prepared": "Undo prepared",
+    "chunk.failed": "Chunk failed",
+    "member.fixed": "Single fix",
+    "audience.created": "Audience created",
+    "audience.removed": "Audience removed",
+    "connection.created": "Connection created",
+    "connection.changed": "Connection changed",
+    "connection.key_changed": "Connection REST key changed",
+    "user.created": "User created",
+    "user.changed": "User changed",
+    "user.roles_changed": "User roles changed",
+}
+
+
+class AppendOnlyQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("audit events are never changed")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("audit events are never deleted (see purge_expired)")
+
+
+def client_ip(request: HttpRequest | None) -> str | None:
+    if request is None:
+        return None
+    # Behind a reverse proxy, set the proxy to pass REMOTE_ADDR through (see the README).
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record(
+    action: str,
+    *,
+    request: HttpRequest | None = None,
+    user: Any = None,
+    target: Any = None,
+    target_label: str = "",
+    audience: str = "",
+    details: dict[str, Any] | None = None,
+    result: str = "ok",
+    username: str | None = None,
+) -> Any:
+    """Store one event. ``user`` defaults to the request's user; no user means the system."""
+    from dashboard.models import AuditEvent
+
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    request = request or current_request.get()
+    if user is None and request is not None and getattr(request, "user", None) is not None:
+        user = request.user if request.user.is_authenticated else None
+    target_type = target_id = ""
+    if target is not None:
+        target_type = target._meta.model_name
+        target_id = str(target.pk)
+        target_label = target_label or str(target)
+    return AuditEvent.objects.create(
+        user=user,
+        username=(username if username is not None else user.get_username() if user else "")[:150],
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        target_label=target_label[:255],
+        audience=audience[:255],
+        details=details or {},
+        result=result,
+        ip=client_ip(request),
+    )
+
+
+def purge_expired() -> int:
+    """Remove events older than AUDIT_RETENTION_DAYS (0 keeps them forever)."""
+    from dashboard.models import AuditEvent
+
+    days = settings.AUDIT_RETENTION_DAYS
+    if not days:
+        return 0
+    old = AuditEvent.objects.filter(at__lt=timezone.now() - timedelta(days=days))
+    return old._raw_delete(old.db)  # the one sanctioned deletion: no signals, no per-row work
+
+
+_last_purge = 0.0
+
+
+def sweep() -> int:
+    """The workers' sweep: purge expired events, at most once an hour."""
+    import time
+
+    global _last_purge
+    if time.monotonic() - _last_purge < 3600:
+        return 0
+    _last_purge = time.monotonic()
+    return purge_expired()
+
+
+@receiver(user_logged_in)
+def _signed_in(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
+    record("sign_in", request=request, user=user, target=user)
+
+
+@receiver(user_login_failed)
+def _sign_in_failed(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
+    username = str(credentials.get("username", ""))[:150]
+    record(
+        "sign_in_failed",
+        request=request,
+        user=None,
+        username=username,
+        target_label=username,
+        details={"username": username},
+        result="failed",
+    )
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def _user_saved(
+    sender: Any, instance: Any, created: bool, update_fields: Any = None, **kwargs: Any
+) -> None:
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return  # a sign-in, audited as such
+    record(
+        "user.created" if created else "user.changed",
+        target=instance,
+        details={
+            "is_active": instance.is_active,
+            "is_superuser": instance.is_superuser,
+            **({"fields": sorted(update_fields)} if update_fields else {}),
+        },
+    )
+
+
+@receiver(m2m_changed, sender=get_user_model().groups.through)
+def _roles_changed(sender: Any, instance: Any, action: str, pk_set: Any, **kwargs: Any) -> None:
+    if action not in ("post_add", "post_remove", "post_clear") or not hasattr(
+        instance, "get_username"
+    ):
+        return
+    from django.contrib.auth.models import Group
+
+    names = sorted(Group.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
+    record(
+        "user.roles_changed",
+        target=instance,
+        details={
+            "change": action.removeprefix("post_"),
+            "groups": names,
+            "now": sorted(instance.groups.values_list("name", flat=True)),
+        },
+    )
+
+
+class CurrentRequestMiddleware:
+    """Keeps the request at hand for events raised by signals (users and roles changed)."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        token = current_request.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            current_request.reset(token)
