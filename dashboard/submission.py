@@ -355,7 +355,7 @@ def _settle(import_id: int) -> None:
             target=imp,
             audience=imp.audience_name,
             result="ok" if new_state == Import.APPLIED else "failed",
-            details={state: n for state, n in counts.items()},
+            details=dict(counts),
         )
         _notify(import_id)
 
