@@ -54,12 +54,33 @@ class Response:
     data: dict[str, Any]
     attempts: int
 
+    def field(self, name: str) -> Any:
+        """The answer's ``name``; an answer without it is not one the API gives."""
+        if name not in self.data:
+            raise ClientError(
+                "BAD_RESPONSE",
+                f"the server answered {self.status} without {name!r}: is this an Audience API?",
+                status=self.status,
+                attempts=self.attempts,
+            )
+        return self.data[name]
+
 
 def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
     if value.isdigit():
         return float(value)
     return None
+
+
+def _body_in_words(response: requests.Response) -> str:
+    """What came back instead of the API's JSON, in words: a web page is named, never quoted."""
+    text = response.content[:200].decode("utf-8", "replace").strip()
+    if "html" in response.headers.get("Content-Type", "").lower() or text.startswith("<"):
+        return "a web page, not the API's JSON"
+    if not text:
+        return "an empty body"
+    return f"a body that is not a JSON object: {text!r}"
 
 
 def _error_from(response: requests.Response) -> ClientError:
@@ -69,11 +90,10 @@ def _error_from(response: requests.Response) -> ClientError:
         message = str(data.get("error_message") or response.reason or "")
     except (orjson.JSONDecodeError, AttributeError):
         code = f"HTTP_{response.status_code}"
-        message = f"the server answered {response.status_code} {response.reason or ''}".strip()
-        if "html" in response.headers.get("Content-Type", "").lower():
-            message += " with a web page, not the API's JSON"
-        elif response.content:
-            message += f" with a body that is not JSON: {response.text[:200].strip()!r}"
+        message = (
+            f"the server answered {response.status_code} {response.reason or ''}".rstrip()
+            + f" with {_body_in_words(response)}"
+        )
     return ClientError(
         code,
         message,
@@ -158,12 +178,12 @@ class AudienceClient:
                 response = self.session.request(
                     method, url, params=params, data=data, headers=headers, timeout=self.timeout
                 )
-            except requests.Timeout:
-                error = ClientError(
-                    "TIMEOUT",
-                    f"no answer from {self.base_url} within {self.timeout[1]:.0f} s",
-                    retryable=True,
-                )
+            except requests.Timeout as exc:
+                if isinstance(exc, requests.ConnectTimeout):
+                    waited = f"could not connect to {self.base_url} within {self.timeout[0]:g} s"
+                else:
+                    waited = f"no answer from {self.base_url} within {self.timeout[1]:g} s"
+                error = ClientError("TIMEOUT", waited, retryable=True)
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 error = ClientError(
                     "CONNECTION_ERROR",
@@ -181,8 +201,8 @@ class AudienceClient:
                     if not isinstance(payload, dict):
                         error = ClientError(
                             "BAD_RESPONSE",
-                            f"the server answered {response.status_code} with a body that is not "
-                            f"a JSON object: {response.text[:200]!r}",
+                            f"the server answered {response.status_code} with "
+                            f"{_body_in_words(response)}",
                             status=response.status_code,
                             retryable=True,
                         )
@@ -203,7 +223,10 @@ class AudienceClient:
                 raise error
             if on_retry is not None:
                 on_retry(attempt, error)
-            delay = self._delay(attempt, error.retry_after)
+            # Each budget grows its own back-off: a run of 429s doesn't lengthen a 503's.
+            delay = self._delay(
+                rate_limited if error.status == 429 else failures, error.retry_after
+            )
             logger.info("retrying %s %s in %.1f s after %s", method, route, delay, error)
             self.sleep(delay)
 
@@ -225,22 +248,22 @@ class AudienceClient:
         body: dict[str, Any] = {"name": name, "type": "custom_ids"}
         if display_name:
             body["display_name"] = display_name
-        return self.call("POST", "audiences/create", body=body, **kw).data["indexing_token"]
+        return self.call("POST", "audiences/create", body=body, **kw).field("indexing_token")
 
     def remove(self, name: str, **kw: Any) -> str:
-        return self.call("POST", "audiences/remove", body={"name": name}, **kw).data[
+        return self.call("POST", "audiences/remove", body={"name": name}, **kw).field(
             "indexing_token"
-        ]
+        )
 
     def update(self, name: str, ids: list[dict[str, Any]], **kw: Any) -> str:
-        return self.call("POST", "audiences/update", body={"name": name, "ids": ids}, **kw).data[
+        return self.call("POST", "audiences/update", body={"name": name, "ids": ids}, **kw).field(
             "indexing_token"
-        ]
+        )
 
     def replace(self, name: str, ids: list[dict[str, Any]], **kw: Any) -> str:
-        return self.call("POST", "audiences/replace", body={"name": name, "ids": ids}, **kw).data[
+        return self.call("POST", "audiences/replace", body={"name": name, "ids": ids}, **kw).field(
             "indexing_token"
-        ]
+        )
 
     def member(self, name: str, custom_id: str) -> dict[str, Any] | None:
         """The member's attributes (extension route); None when the ID is not in the audience."""
@@ -255,7 +278,7 @@ class AudienceClient:
 
     def member_audiences(self, custom_id: str) -> list[dict[str, Any]]:
         """Every audience that holds the ID (extension route)."""
-        return self.call("GET", "members/view", params={"id": custom_id}).data["audiences"]
+        return self.call("GET", "members/view", params={"id": custom_id}).field("audiences")
 
 
 def _short(exc: Exception) -> str:
