@@ -15,8 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.db import models
-from django.db.models.signals import m2m_changed, post_save
+from django.db import models, transaction
+from django.db.models.signals import m2m_changed, post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
@@ -150,41 +150,95 @@ def _sign_in_failed(
     )
 
 
+# Never compared: a sign-in sets last_login (audited as the sign-in itself).
+_UNAUDITED_USER_FIELDS = {"last_login"}
+
+
+def _same(old: Any, new: Any) -> bool:
+    # Forms drop microseconds from the dates they show: that is no change.
+    if hasattr(old, "microsecond") and hasattr(new, "microsecond"):
+        return bool(old.replace(microsecond=0) == new.replace(microsecond=0))
+    return bool(old == new)
+
+
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL)
+def _user_saving(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+    """Note which fields the save changes, so that a save that changes nothing audits nothing."""
+    instance._audit_changed = None
+    if instance.pk is None:
+        return
+    fields = [
+        f
+        for f in sender._meta.concrete_fields
+        if f.name not in _UNAUDITED_USER_FIELDS
+        and (update_fields is None or f.name in update_fields)
+    ]
+    if not fields:
+        instance._audit_changed = []
+        return
+    stored = sender._default_manager.filter(pk=instance.pk).values(*(f.attname for f in fields))
+    old = stored.first()
+    if old is not None:
+        instance._audit_changed = sorted(
+            f.name for f in fields if not _same(old[f.attname], getattr(instance, f.attname))
+        )
+
+
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
-def _user_saved(
-    sender: Any, instance: Any, created: bool, update_fields: Any = None, **kwargs: Any
-) -> None:
-    if update_fields is not None and set(update_fields) <= {"last_login"}:
-        return  # a sign-in, audited as such
+def _user_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    changed = instance.__dict__.pop("_audit_changed", None)
+    if not created and changed == []:
+        return  # nothing changed (a sign-in's last_login, or a form saved as it was)
     record(
         "user.created" if created else "user.changed",
         target=instance,
         details={
             "is_active": instance.is_active,
             "is_superuser": instance.is_superuser,
-            **({"fields": sorted(update_fields)} if update_fields else {}),
+            **({"fields": changed} if changed else {}),
         },
     )
+
+
+def _group_names(user: Any) -> set[str]:
+    return set(user.groups.values_list("name", flat=True))
 
 
 @receiver(m2m_changed, sender=get_user_model().groups.through)
-def _roles_changed(sender: Any, instance: Any, action: str, pk_set: Any, **kwargs: Any) -> None:
-    if action not in ("post_add", "post_remove", "post_clear") or not hasattr(
+def _roles_changing(sender: Any, instance: Any, action: str, using: str, **kwargs: Any) -> None:
+    """One event per change of a user's roles, whatever its steps (a form's set() removes, then
+    adds): the groups before the first step are kept on a callback run at commit, which compares
+    them with the groups then. A rolled-back change discards the callback and audits nothing.
+    """
+    if action not in ("pre_add", "pre_remove", "pre_clear") or not hasattr(
         instance, "get_username"
     ):
         return
-    from django.contrib.auth.models import Group
+    pending = instance.__dict__.get("_audit_roles_pending")
+    if pending is not None and any(
+        callback is pending for _, callback, _ in transaction.get_connection(using).run_on_commit
+    ):
+        return  # a step of a change already waiting for its commit
+    before = _group_names(instance)
+    request = current_request.get()
 
-    names = sorted(Group.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
-    record(
-        "user.roles_changed",
-        target=instance,
-        details={
-            "change": action.removeprefix("post_"),
-            "groups": names,
-            "now": sorted(instance.groups.values_list("name", flat=True)),
-        },
-    )
+    def changed() -> None:
+        instance.__dict__.pop("_audit_roles_pending", None)
+        now = _group_names(instance)
+        if now != before:
+            record(
+                "user.roles_changed",
+                request=request,
+                target=instance,
+                details={
+                    "added": sorted(now - before),
+                    "removed": sorted(before - now),
+                    "now": sorted(now),
+                },
+            )
+
+    instance._audit_roles_pending = changed
+    transaction.on_commit(changed, using=using)
 
 
 class CurrentRequestMiddleware:

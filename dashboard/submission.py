@@ -227,22 +227,24 @@ def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
             imp.audience_name, items, idempotency_key=chunk.idempotency_key, on_retry=on_retry
         )
     except ClientError as error:
-        Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
+        if Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
             state=Chunk.FAILED,
             attempts=chunk.attempts + error.attempts - 1,
             error_code=error.error_code,
             error_message=error.error_message,
             lease_until=None,
-        )
+        ):
+            _audit_chunk_failure(imp, chunk, error.error_code, error.error_message)
         return
     except Exception as error:  # a key that can't be decrypted, say: fail the chunk, say why
         logger.exception("chunk %s could not be sent", chunk.pk)
-        Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
+        if Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
             state=Chunk.FAILED,
             error_code="CLIENT_ERROR",
             error_message=str(error),
             lease_until=None,
-        )
+        ):
+            _audit_chunk_failure(imp, chunk, "CLIENT_ERROR", str(error))
         return
     now = timezone.now()
     Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
