@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboard import views
+from dashboard import views, views_audit
 
 app_name = "dashboard"
 
@@ -35,4 +35,6 @@ urlpatterns = [
     path("imports/<int:pk>/cancel-unsent", views.import_cancel_unsent, name="import-cancel-unsent"),
     path("imports/<int:pk>/problems", views.import_problems, name="import-problems"),
     path("imports/<int:pk>/problems.csv", views.import_report, name="import-report"),
+    path("audit/", views_audit.audit_list, name="audit-list"),
+    path("audit/export.csv", views_audit.audit_export, name="audit-export"),
 ]

@@ -39,6 +39,8 @@ PAGES = {
     "import-cancel-unsent": ("POST", MARKETERS),
     "import-problems": ("GET", MARKETERS),
     "import-report": ("GET", MARKETERS),
+    "audit-list": ("GET", ADMINS),
+    "audit-export": ("GET", ADMINS),
 }
 MARKETER_PAGES = sorted(n for n, (_, who) in PAGES.items() if who == MARKETERS)
 ADMIN_PAGES = sorted(n for n, (_, who) in PAGES.items() if who == ADMINS)
