@@ -518,7 +518,13 @@ GET_ROUTES: dict[str, Callable[..., HttpResponse]] = {
 ROUTE_PATTERN = "|".join([*POST_ROUTES, *GET_ROUTES, "openapi.json"]).replace(".", r"\.")
 
 
+EXTENSION_ROUTES = ("audiences/members/view", "members/view")
+
+
 def _dispatch(request: HttpRequest, route: str) -> HttpResponse:
+    if route in EXTENSION_ROUTES and not settings.AUDIENCE_API_EXTENSIONS:
+        # Behave like Batch, which has no such routes.
+        return not_found(request)
     if route == "openapi.json":
         if request.method != "GET":
             raise _method_not_allowed(request, "GET")

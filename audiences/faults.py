@@ -16,11 +16,11 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 KINDS = ("503", "500", "429", "slow", "drop", "drop_after")
 _API_PATH = re.compile(r"^/2\.(?:0|[1-9][0-9]?)/(?!openapi\.json)")
@@ -54,30 +54,39 @@ def _error(status: int, code: str, message: str, retry_after: bool) -> HttpRespo
     return response
 
 
-def _cut_short(response: HttpResponse | None = None) -> HttpResponse:
-    # Promise more bytes than are sent: the client sees the connection end mid-answer.
-    short = HttpResponse(
-        b'{"indexing_tok',
-        status=(response.status_code if response else 202),
-        content_type="application/json",
+def _cut_short(response: HttpResponse | None = None) -> StreamingHttpResponse:
+    """An answer that promises 4 KB, sends a few bytes, then breaks off.
+
+    The stream raises once its first bytes are out: the server then closes the connection
+    mid-answer, which is what the client sees of a dropped connection.
+    """
+
+    def body() -> Iterator[bytes]:
+        yield b'{"indexing_tok'
+        raise ConnectionAbortedError("injected fault: the connection is dropped mid-answer")
+
+    short = StreamingHttpResponse(
+        body(), status=(response.status_code if response else 202), content_type="application/json"
     )
     short["Content-Length"] = "4096"
-    short["Connection"] = "close"
     return short
 
 
 _parsed: dict[str, list[tuple[str, float]]] = {}
 _random = random.Random()
+_seeded = False
 
 
 class FaultInjectionMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         parse(settings.AUDIENCE_API_FAULTS or "")  # fail loudly at start on a bad setting
-        if settings.AUDIENCE_API_FAULTS_SEED is not None:
-            _random.seed(settings.AUDIENCE_API_FAULTS_SEED)
+        global _seeded
+        if settings.AUDIENCE_API_FAULTS_SEED is not None and not _seeded:
+            _random.seed(settings.AUDIENCE_API_FAULTS_SEED)  # once per process, not per handler
+            _seeded = True
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         # Read per request, so a test can turn faults on and off in a running server.
         spec = settings.AUDIENCE_API_FAULTS or ""
         if not spec or not _API_PATH.match(request.path):
@@ -92,7 +101,7 @@ class FaultInjectionMiddleware:
             roll -= share
         return self.get_response(request)
 
-    def _inject(self, kind: str, request: HttpRequest) -> HttpResponse:
+    def _inject(self, kind: str, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         if kind == "503":
             return _error(503, "SERVICE_UNAVAILABLE", "Service unavailable", True)
         if kind == "500":

@@ -64,7 +64,7 @@ class Problem(NamedTuple):
         return {"path": self.path, "code": self.code, "message": self.message}
 
 
-class _Full(Exception):
+class ProblemsFull(Exception):
     """Raised when MAX_ERRORS problems have been collected: there is no point going on."""
 
 
@@ -78,7 +78,7 @@ class Problems:
     def add(self, path: str, code: str, message: str) -> None:
         self.items.append(Problem(path, code, message))
         if len(self.items) >= self.limit:
-            raise _Full
+            raise ProblemsFull
 
     def extend(self, problems: Iterable[Problem]) -> None:
         for p in problems:
@@ -525,7 +525,7 @@ def _validate(
                 continue
             values[key] = check(value, problems)
         _missing(problems, body, [f for f in fields if f in ("name", "ids", "type")])
-    except _Full:
+    except ProblemsFull:
         pass
     if problems:
         return None, problems.items

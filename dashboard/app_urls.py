@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboard import views, views_audit
+from dashboard import views, views_audit, views_support
 
 app_name = "dashboard"
 
@@ -35,6 +35,10 @@ urlpatterns = [
     path("imports/<int:pk>/cancel-unsent", views.import_cancel_unsent, name="import-cancel-unsent"),
     path("imports/<int:pk>/problems", views.import_problems, name="import-problems"),
     path("imports/<int:pk>/problems.csv", views.import_report, name="import-report"),
+    path("imports/<int:pk>/original", views.import_original, name="import-original"),
+    path("imports/<int:pk>/undo", views_support.import_undo, name="import-undo"),
+    path("support/", views_support.support_lookup, name="support-lookup"),
+    path("support/fix", views_support.support_fix, name="support-fix"),
     path("audit/", views_audit.audit_list, name="audit-list"),
     path("audit/export.csv", views_audit.audit_export, name="audit-export"),
 ]

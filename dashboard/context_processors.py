@@ -13,13 +13,19 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         return {}
     path = request.path
     nav = next(
-        (n for n in ("imports", "audiences", "connections", "audit") if path.startswith(f"/{n}/")),
+        (
+            n
+            for n in ("imports", "audiences", "connections", "support", "audit")
+            if path.startswith(f"/{n}/")
+        ),
         "",
     )
     return {
         "nav": nav,
         "perms_nav": {
             "audiences": roles.can_manage_audiences(user),
+            "imports": roles.can_read_imports(user),
+            "support": roles.can_support(user),
             "connections": roles.can_manage_connections(user),
             "audit": roles.is_admin(user),
             "roles": sorted(roles.roles_of(user)),

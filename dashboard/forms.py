@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from django import forms
 from django.conf import settings
+from django.db import models
 
 from audiences import rules
 from dashboard import csvfiles, mapping
@@ -244,3 +246,109 @@ class MappingForm(forms.Form):
             "attributes": attributes,
         }
         return data
+
+
+class LookupForm(forms.Form):
+    id = forms.CharField(label="Custom user ID", max_length=600, strip=False)
+    connection = forms.ModelChoiceField(queryset=Connection.objects.all(), empty_label=None)
+
+    def clean_id(self) -> str:
+        value = self.cleaned_data["id"]
+        problem = rules.custom_id_problem(value, "id")
+        if problem:
+            raise forms.ValidationError(problem.message.removeprefix("id: "))
+        return value
+
+
+class FixForm(forms.Form):
+    ACTIONS = [
+        ("add", "Add to the audience (with these attributes)"),
+        ("edit", "Keep in the audience, with these attributes"),
+        ("remove", "Remove from the audience"),
+    ]
+    audience = forms.CharField(max_length=300, strip=False)
+    action = forms.ChoiceField(choices=ACTIONS, widget=forms.RadioSelect, initial="add")
+    attributes = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text='A JSON object, e.g. {"age": 42, "date(signup)": "2024-05-01T10:00:00Z"}. '
+        "It replaces every attribute the user has in this audience.",
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=1000,
+        help_text="Why: kept in the audit trail with the fix.",
+        error_messages={"required": "Say why you make this fix."},
+    )
+
+    def clean_audience(self) -> str:
+        return _audience_name(self.cleaned_data["audience"])
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why you make this fix.")
+        return reason
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("action") == "remove":
+            data["parsed_attributes"] = None
+            return data
+        text = (data.get("attributes") or "").strip() or "{}"
+        try:
+            attributes = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            self.add_error("attributes", f"This is not valid JSON: {exc}.")
+            return data
+        problems = rules.Problems()
+        try:
+            normal = rules.check_attributes(attributes, "attributes", problems)
+        except rules.ProblemsFull:
+            normal = None
+        if problems.items:
+            for p in problems.items:
+                self.add_error("attributes", p.message.removeprefix("attributes."))
+            return data
+        data["parsed_attributes"] = normal
+        return data
+
+
+class ImportFilterForm(forms.Form):
+    q = forms.CharField(label="Search", required=False, help_text="File name, SHA-256 or reason")
+    audience = forms.CharField(required=False)
+    user = forms.CharField(label="Who", required=False)
+    state = forms.ChoiceField(choices=[("", "Any state"), *Import.STATES], required=False)
+    mode = forms.ChoiceField(
+        choices=[("", "Any mode"), *[(m, m) for m, _ in Import.MODES]], required=False
+    )
+    source = forms.ChoiceField(choices=[("", "Any input"), *Import.SOURCES], required=False)
+    since = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def filter(self, imports: Any) -> Any:
+        data = self.cleaned_data
+        if data.get("q"):
+            q = data["q"].strip()
+            imports = imports.filter(
+                models.Q(original_name__icontains=q)
+                | models.Q(sha256__startswith=q.lower())
+                | models.Q(reason__icontains=q)
+            )
+        if data.get("audience"):
+            imports = imports.filter(audience_name=data["audience"].strip())
+        if data.get("user"):
+            imports = imports.filter(created_by__username=data["user"].strip())
+        for field in ("state", "mode", "source"):
+            if data.get(field):
+                imports = imports.filter(**{field: data[field]})
+        if data.get("since"):
+            imports = imports.filter(created__date__gte=data["since"])
+        if data.get("until"):
+            imports = imports.filter(created__date__lte=data["until"])
+        return imports

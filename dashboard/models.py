@@ -132,8 +132,13 @@ class Import(models.Model):
     state = models.CharField(max_length=12, choices=STATES, default=UPLOADED)
 
     # The input, as stored (generated name) and as the user knew it.
-    file = models.FileField(upload_to=_upload_path)
-    source = models.CharField(max_length=5, choices=[("file", "file"), ("paste", "paste")])
+    file = models.FileField(upload_to=_upload_path, blank=True)
+    SOURCES = [("file", "file"), ("paste", "paste"), ("fix", "single fix"), ("undo", "undo")]
+    source = models.CharField(max_length=5, choices=SOURCES)
+    reason = models.TextField(blank=True)  # why a single fix was made (required for fixes)
+    undo_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="undone_by"
+    )
     original_name = models.CharField(max_length=255, blank=True)
     size = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, db_index=True)
@@ -216,6 +221,15 @@ class ImportRow(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["import_run", "row_number"], name="import_row_unique")
+        ]
+        indexes = [
+            # A user's history: only rows that were sent are indexed, so validating a big file
+            # pays nothing for it.
+            models.Index(
+                fields=["custom_id"],
+                condition=models.Q(chunk_number__isnull=False),
+                name="import_row_sent_id",
+            )
         ]
 
 

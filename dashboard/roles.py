@@ -38,6 +38,25 @@ def can_manage_audiences(user: Any) -> bool:
     return bool(roles_of(user) & {MARKETER, ADMIN})
 
 
+def can_read_imports(user: Any) -> bool:
+    """The import history and an import's page: marketers, support staff and admins."""
+    return bool(roles_of(user) & {MARKETER, SUPPORT, ADMIN})
+
+
+def can_download_import(user: Any, imp: Any) -> bool:
+    """The original file and the error report: admins and the uploader."""
+    return is_admin(user) or imp.created_by_id == user.pk
+
+
+def can_support(user: Any) -> bool:
+    """Look a user up and fix them: support staff and admins."""
+    return bool(roles_of(user) & {SUPPORT, ADMIN})
+
+
+def can_view_audit(user: Any) -> bool:
+    return is_admin(user)
+
+
 def can_remove_audiences(user: Any) -> bool:
     return is_admin(user)
 

@@ -131,6 +131,8 @@ AUDIENCE_API_RATE_LIMIT = env_float("AUDIENCE_API_RATE_LIMIT", None)
 AUDIENCE_API_RATE_BURST = env_int("AUDIENCE_API_RATE_BURST", 0, minimum=0) or None
 AUDIENCE_API_MAX_BODY_BYTES = env_int("AUDIENCE_API_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024)
 AUDIENCE_API_MAINTENANCE = env_bool("AUDIENCE_API_MAINTENANCE", False)
+# The two member-view extensions; off, the server answers them 404 NOT_FOUND as Batch would.
+AUDIENCE_API_EXTENSIONS = env_bool("AUDIENCE_API_EXTENSIONS", True)
 AUDIENCE_API_RETRY_AFTER = env_int("AUDIENCE_API_RETRY_AFTER", 5, minimum=1)
 # Faults injected on purpose, for testing clients against a failing server (audiences/faults.py),
 # e.g. "503:0.2,429:0.1,slow:0.05,drop:0.05,drop_after:0.05". Off when empty.

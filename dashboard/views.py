@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import csv
+import secrets
 from typing import Any
 
 import orjson
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection as db_connection
 from django.db.models import Count
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -23,6 +32,7 @@ from dashboard.forms import (
     AudienceForm,
     ConnectionForm,
     FormatForm,
+    ImportFilterForm,
     ImportForm,
     MappingForm,
     RemoveAudienceForm,
@@ -47,10 +57,13 @@ def _get_connection_for_user(request: HttpRequest, pk: int | str | None) -> Conn
     return found
 
 
-def _get_import_for_user(request: HttpRequest, pk: int) -> Import:
+def _get_import_for_user(request: HttpRequest, pk: int, *, write: bool = False) -> Import:
+    """The import, if the user may see it (and change it, with write=True); else 404 / 403."""
     imp = get_object_or_404(Import.objects.select_related("connection", "created_by"), pk=pk)
-    if not roles.can_manage_audiences(request.user):
+    if not roles.can_read_imports(request.user):
         raise Http404
+    if write and not roles.can_manage_audiences(request.user):
+        raise PermissionDenied("Your role can read imports, not change them.")
     return imp
 
 
@@ -65,6 +78,8 @@ def _client_error_text(error: ClientError) -> str:
 def home(request: HttpRequest) -> HttpResponse:
     if roles.can_manage_audiences(request.user):
         return redirect("dashboard:import-list")
+    if roles.can_support(request.user):
+        return redirect("dashboard:support-lookup")
     return render(request, "dashboard/home.html")
 
 
@@ -285,7 +300,7 @@ def audience_remove(request: HttpRequest, connection_pk: int, name: str) -> Http
     form = RemoveAudienceForm(request.POST or None, name=name)
     if request.method == "POST" and form.is_valid():
         try:
-            token = conn.client(max_attempts=2).remove(name)
+            token = conn.client(max_attempts=2).remove(name, idempotency_key=secrets.token_hex(16))
         except ClientError as error:
             audit.record(
                 "audience.removed",
@@ -318,13 +333,28 @@ def audience_remove(request: HttpRequest, connection_pk: int, name: str) -> Http
 # --- Imports -------------------------------------------------------------------------------------
 
 
-@roles.requires(roles.can_manage_audiences)
+@roles.requires(roles.can_read_imports)
 @require_GET
 def import_list(request: HttpRequest) -> HttpResponse:
-    page = Paginator(Import.objects.select_related("connection", "created_by"), 50).get_page(
-        request.GET.get("page")
+    """The import history: every import with who, when, what and what happened; filterable."""
+    form = ImportFilterForm(request.GET or None)
+    imports_qs = Import.objects.select_related("connection", "created_by")
+    if form.is_valid():
+        imports_qs = form.filter(imports_qs)
+    page = Paginator(imports_qs.order_by("-created", "-pk"), 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "dashboard/import_list.html",
+        {
+            "page": page,
+            "form": form,
+            "query": query.urlencode(),
+            "user_pk": request.user.pk,
+            "is_admin": roles.is_admin(request.user),
+        },
     )
-    return render(request, "dashboard/import_list.html", {"page": page})
 
 
 @roles.requires(roles.can_manage_audiences)
@@ -365,8 +395,13 @@ def import_new(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/import_new.html", {"form": form})
 
 
-def _detail_context(imp: Import) -> dict[str, Any]:
-    context: dict[str, Any] = {"imp": imp, "kinds": PROBLEM_KINDS}
+def _detail_context(imp: Import, user: Any) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "imp": imp,
+        "kinds": PROBLEM_KINDS,
+        "can_write": roles.can_manage_audiences(user),
+        "can_download": roles.can_download_import(user, imp),
+    }
     if imp.state in (Import.UPLOADED, Import.MAPPED):
         context["mapping_form"] = MappingForm(imp=imp)
         context["format_form"] = FormatForm(
@@ -404,19 +439,21 @@ def _api_item(row: ImportRow, mode: str) -> dict[str, Any]:
     return submission.api_item(row.custom_id, row.action, row.attributes, replace=mode == "replace")
 
 
-@roles.requires(roles.can_manage_audiences)
+@roles.requires(roles.can_read_imports)
 @require_GET
 def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk)
-    return render(request, "dashboard/import_detail.html", _detail_context(imp))
+    return render(request, "dashboard/import_detail.html", _detail_context(imp, request.user))
 
 
-@roles.requires(roles.can_manage_audiences)
+@roles.requires(roles.can_read_imports)
 @require_GET
 def import_state(request: HttpRequest, pk: int) -> HttpResponse:
     """The polled part of the import page; polling stops (286) once validation is over."""
     imp = _get_import_for_user(request, pk)
-    response = render(request, "dashboard/import_detail.html#state", _detail_context(imp))
+    response = render(
+        request, "dashboard/import_detail.html#state", _detail_context(imp, request.user)
+    )
     if imp.state not in Import.IN_FLIGHT:
         response.status_code = HttpResponseStopPolling.status_code
     return response
@@ -425,7 +462,7 @@ def import_state(request: HttpRequest, pk: int) -> HttpResponse:
 @roles.requires(roles.can_manage_audiences)
 @require_POST
 def import_format(request: HttpRequest, pk: int) -> HttpResponse:
-    imp = _get_import_for_user(request, pk)
+    imp = _get_import_for_user(request, pk, write=True)
     form = FormatForm(request.POST)
     if imp.state in (Import.UPLOADED, Import.MAPPED) and form.is_valid():
         with imp.file.open("rb") as handle:
@@ -453,13 +490,13 @@ def import_format(request: HttpRequest, pk: int) -> HttpResponse:
 @roles.requires(roles.can_manage_audiences)
 @require_POST
 def import_mapping(request: HttpRequest, pk: int) -> HttpResponse:
-    imp = _get_import_for_user(request, pk)
+    imp = _get_import_for_user(request, pk, write=True)
     if imp.state not in (Import.UPLOADED, Import.MAPPED):
         messages.error(request, f"This import is {imp.state}: its mapping can't change any more.")
         return redirect(imp)
     form = MappingForm(request.POST, imp=imp)
     if not form.is_valid():
-        context = _detail_context(imp)
+        context = _detail_context(imp, request.user)
         context["mapping_form"] = form
         return render(request, "dashboard/import_detail.html", context, status=400)
     imp.mapping = form.cleaned_data["mapping"]
@@ -472,7 +509,7 @@ def import_mapping(request: HttpRequest, pk: int) -> HttpResponse:
 @roles.requires(roles.can_manage_audiences)
 @require_POST
 def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    imp = _get_import_for_user(request, pk)
+    imp = _get_import_for_user(request, pk, write=True)
     cancellable = (Import.UPLOADED, Import.MAPPED, Import.VALIDATING, Import.VALIDATED)
     updated = Import.objects.filter(pk=imp.pk, state__in=cancellable).update(
         state=Import.CANCELLED, lease_until=None
@@ -494,7 +531,7 @@ def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @roles.requires(roles.can_manage_audiences)
 @require_POST
 def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
-    imp = _get_import_for_user(request, pk)
+    imp = _get_import_for_user(request, pk, write=True)
     try:
         submission.submit(imp)
     except submission.NotSubmittable as refused:
@@ -520,7 +557,7 @@ def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
 @roles.requires(roles.can_manage_audiences)
 @require_POST
 def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    imp = _get_import_for_user(request, pk)
+    imp = _get_import_for_user(request, pk, write=True)
     count = submission.retry_failed(imp)
     if count:
         audit.record(
@@ -539,7 +576,7 @@ def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
 @roles.requires(roles.can_manage_audiences)
 @require_POST
 def import_cancel_unsent(request: HttpRequest, pk: int) -> HttpResponse:
-    imp = _get_import_for_user(request, pk)
+    imp = _get_import_for_user(request, pk, write=True)
     count = submission.cancel_unsent(imp)
     if count:
         audit.record(
@@ -557,7 +594,7 @@ def import_cancel_unsent(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(imp)
 
 
-@roles.requires(roles.can_manage_audiences)
+@roles.requires(roles.can_read_imports)
 @require_GET
 def import_problems(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk)
@@ -571,6 +608,22 @@ def import_problems(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         template += "#table"
     return render(request, template, context)
+
+
+@roles.requires(roles.can_read_imports)
+@require_GET
+def import_original(request: HttpRequest, pk: int) -> FileResponse:
+    imp = _get_import_for_user(request, pk)
+    if not roles.can_download_import(request.user, imp):
+        raise PermissionDenied("Only admins and the uploader can download an import's file.")
+    if not imp.file:
+        raise Http404("This import has no file (it was a single fix or an undo).")
+    try:
+        handle = imp.file.open("rb")
+    except OSError:
+        raise Http404("The file is no longer in storage.") from None
+    name = imp.original_name if imp.source == "file" else f"import-{imp.pk}-paste.txt"
+    return FileResponse(handle, as_attachment=True, filename=name)
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -587,10 +640,12 @@ class _Echo:
         return value
 
 
-@roles.requires(roles.can_manage_audiences)
+@roles.requires(roles.can_read_imports)
 @require_GET
 def import_report(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     imp = _get_import_for_user(request, pk)
+    if not roles.can_download_import(request.user, imp):
+        raise PermissionDenied("Only admins and the uploader can download an import's report.")
     writer = csv.writer(_Echo())
     problems = (
         ImportProblem.objects.filter(import_run=imp)

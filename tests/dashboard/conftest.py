@@ -49,7 +49,17 @@ class InProcessTransport(requests.adapters.BaseAdapter):
         )
         response = requests.Response()
         response.status_code = answer.status_code
-        response._content = answer.content
+        if answer.streaming:
+            # An answer that breaks off mid-stream is, to the client, a dropped connection.
+            parts = []
+            try:
+                for part in answer.streaming_content:
+                    parts.append(part)
+            except ConnectionAbortedError as exc:
+                raise requests.exceptions.ChunkedEncodingError(str(exc)) from exc
+            response._content = b"".join(parts)
+        else:
+            response._content = answer.content
         response.headers = CaseInsensitiveDict(dict(answer.items()))
         response.reason = answer.reason_phrase
         response.url = request.url or ""

@@ -1,0 +1,127 @@
+"""Support staff's pages: look one user up across audiences, and fix them with a reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from dashboard import history, roles
+from dashboard.client import ClientError
+from dashboard.forms import FixForm, LookupForm
+from dashboard.models import Connection
+from dashboard.views import _get_connection_for_user, _get_import_for_user
+
+# What a server without the member-view extensions (Batch) answers them.
+NO_EXTENSION = {"NOT_FOUND", "HTTP_404", "HTTP_405"}
+
+
+def _lookup(conn: Connection, custom_id: str) -> dict[str, Any]:
+    """Every audience that holds the ID: from the API's extension, else from our history."""
+    result: dict[str, Any] = {"timeline": history.timeline(conn, custom_id)}
+    try:
+        audiences = conn.client(max_attempts=2).member_audiences(custom_id)
+    except ClientError as error:
+        if error.error_code not in NO_EXTENSION:
+            result["error"] = f"The API answered {error.error_code}: {error.error_message}"
+        result["source"] = "history"
+        result["audiences"] = history.memberships(conn, custom_id)
+        return result
+    result["source"] = "api"
+    result["audiences"] = audiences
+    return result
+
+
+@roles.requires(roles.can_support)
+@require_GET
+def support_lookup(request: HttpRequest) -> HttpResponse:
+    data = request.GET if "id" in request.GET else None
+    initial_conn = Connection.objects.first()
+    form = LookupForm(data, initial={"connection": initial_conn.pk if initial_conn else None})
+    context: dict[str, Any] = {"form": form}
+    if data is not None and form.is_valid():
+        conn = form.cleaned_data["connection"]
+        context.update(_lookup(conn, form.cleaned_data["id"]))
+        context.update(custom_id=form.cleaned_data["id"], connection=conn)
+    return render(request, "dashboard/support_lookup.html", context)
+
+
+@roles.requires(roles.can_support)
+@require_http_methods(["GET", "POST"])
+def support_fix(request: HttpRequest) -> HttpResponse:
+    conn = _get_connection_for_user(request, request.GET.get("connection"))
+    custom_id = request.GET.get("id", "")
+    lookup = LookupForm({"id": custom_id, "connection": conn.pk})
+    if not lookup.is_valid():
+        messages.error(request, "Look the user up first.")
+        return redirect("dashboard:support-lookup")
+    audience = request.POST.get("audience") or request.GET.get("audience", "")
+    current = None
+    if audience:
+        try:
+            current = conn.client(max_attempts=2).member(audience, custom_id)
+        except ClientError:
+            current = None  # no extension, or the audience is gone: the form still works
+    initial = {
+        "audience": audience,
+        "action": "edit" if current else "add",
+        "attributes": orjson.dumps(current["attributes"], option=orjson.OPT_INDENT_2).decode()
+        if current
+        else "{}",
+    }
+    form = FixForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        action = "remove" if form.cleaned_data["action"] == "remove" else "add"
+        fix = history.create_fix(
+            connection=conn,
+            audience=form.cleaned_data["audience"],
+            custom_id=custom_id,
+            action=action,
+            attributes=form.cleaned_data.get("parsed_attributes"),
+            reason=form.cleaned_data["reason"],
+            user=request.user,
+            request=request,
+        )
+        messages.success(request, f"Fix sent for {custom_id}: its state shows below.")
+        return redirect(fix)
+    warnings = history.in_flight_with(conn, audience, custom_id) if audience else []
+    return render(
+        request,
+        "dashboard/support_fix.html",
+        {
+            "form": form,
+            "connection": conn,
+            "custom_id": custom_id,
+            "current": current,
+            "audience": audience,
+            "warnings": warnings,
+        },
+    )
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_POST
+def import_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    imp = _get_import_for_user(request, pk, write=True)
+    try:
+        undo = history.prepare_undo(imp, request.user, request)
+    except history.CannotUndo as refused:
+        messages.error(request, str(refused))
+        return redirect(imp)
+    later = history.later_imports(imp)
+    note = (
+        f" Careful: {later} later import{'s' if later != 1 else ''} touched this audience; "
+        "undoing puts back what came before this one for its IDs."
+        if later
+        else ""
+    )
+    messages.success(
+        request,
+        f"Undo prepared: {undo.add_count:,} to add back and {undo.remove_count:,} to remove. "
+        f"Check it, then submit it.{note}",
+    )
+    return redirect(undo)
