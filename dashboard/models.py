@@ -323,3 +323,25 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise PermissionError("audit events are never deleted")
+
+
+class AudienceSnapshot(models.Model):
+    """An audience's size as the API reported it at some moment, for its size-over-time chart."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
+    audience = models.CharField(max_length=255)
+    nb_ids = models.BigIntegerField()
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["connection", "audience", "at"], name="snapshot_audience")]
+
+    @classmethod
+    def note(cls, connection: Connection, audience: str, nb_ids: Any) -> None:
+        """Keep the size if it changed (or an hour passed): the chart needs changes, not polls."""
+        if not isinstance(nb_ids, int):
+            return
+        last = cls.objects.filter(connection=connection, audience=audience).order_by("-at").first()
+        now = timezone.now()
+        if last is None or last.nb_ids != nb_ids or (now - last.at).total_seconds() > 3600:
+            cls.objects.create(connection=connection, audience=audience, nb_ids=nb_ids, at=now)

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from dashboard import audit
 from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError
-from dashboard.models import Chunk, Import, ImportRow
+from dashboard.models import AudienceSnapshot, Chunk, Import, ImportRow
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +288,8 @@ def poll_due(limit: int = 50) -> int:
 def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
     now = timezone.now()
     try:
-        state = client.view(imp.audience_name, chunk.token).get("indexing_state")
+        answer = client.view(imp.audience_name, chunk.token)
+        state = answer.get("indexing_state")
     except ClientError as error:
         if error.error_code in ("AUDIENCE_NOT_FOUND", "INDEXING_TOKEN_NOT_FOUND"):
             if Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
@@ -302,6 +303,7 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
         Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
             state=Chunk.APPLIED if state == "APPLIED" else Chunk.REPLACED, applied_at=now
         )
+        AudienceSnapshot.note(imp.connection, imp.audience_name, answer.get("nb_ids"))
         _settle(imp.pk)
         return
     if state is not None and state not in IN_PROGRESS_STATES:

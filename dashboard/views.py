@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 
 from audiences import rules
-from dashboard import audit, csvfiles, imports, mapping, roles, submission
+from dashboard import audit, charts, csvfiles, imports, mapping, roles, submission
 from dashboard.client import ClientError
 from dashboard.forms import (
     AudienceForm,
@@ -37,7 +37,7 @@ from dashboard.forms import (
     MappingForm,
     RemoveAudienceForm,
 )
-from dashboard.models import Connection, Import, ImportProblem, ImportRow
+from dashboard.models import AudienceSnapshot, Chunk, Connection, Import, ImportProblem, ImportRow
 from dashboard.validation import PROBLEM_KINDS
 
 # --- Fetch and authorise, one helper per object type ---------------------------------------------
@@ -227,6 +227,7 @@ def audience_detail(request: HttpRequest, connection_pk: int, name: str) -> Http
     context: dict[str, Any] = {"connection": conn, "name": name}
     try:
         context["audience"] = conn.client(max_attempts=2).view(name)
+        AudienceSnapshot.note(conn, name, context["audience"].get("nb_ids"))
     except ClientError as error:
         if error.error_code == "AUDIENCE_NOT_FOUND":
             raise Http404(f"No audience named {name}") from None
@@ -236,6 +237,10 @@ def audience_detail(request: HttpRequest, connection_pk: int, name: str) -> Http
         connection=conn, audience_name=name, state__in=(Import.SUBMITTING, Import.SUBMITTED)
     )
     context["can_remove"] = roles.can_remove_audiences(request.user)
+    sizes = AudienceSnapshot.objects.filter(connection=conn, audience=name).order_by("-at")[:200]
+    context["size_chart"] = charts.step_chart(
+        [(s.at, s.nb_ids) for s in sizes], title=f"Size of {name} over time"
+    )
     return render(request, "dashboard/audience_detail.html", context)
 
 
@@ -413,7 +418,20 @@ def _detail_context(imp: Import, user: Any) -> dict[str, Any]:
         if chunks:
             context["chunks"] = chunks
             context["submission"] = submission.progress(imp)
+            context["applied_chart"] = _applied_chart(imp, chunks)
     return context
+
+
+def _applied_chart(imp: Import, chunks: list[Chunk]) -> Any:
+    """IDs applied over time, from each chunk's size and the moment the API said applied."""
+    done = sorted((c.applied_at, c.size) for c in chunks if c.applied_at)
+    if not done or imp.submitted_at is None:
+        return ""
+    points, total = [(imp.submitted_at, 0)], 0
+    for at, size in done:
+        total += size
+        points.append((at, total))
+    return charts.step_chart(points, title=f"IDs of import {imp.pk} applied over time")
 
 
 def _preview_context(imp: Import) -> dict[str, Any]:
