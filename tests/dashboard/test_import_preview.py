@@ -127,8 +127,8 @@ def test_the_problem_table_lists_row_column_value_rule_and_message(marketer, mix
         ["3", "age", "x", "INVALID_ATTRIBUTE_VALUE", '"x" is not a whole number'],
         ["5", "user_id", " 4", "INVALID_ID", '" 4" must not start or end with whitespace'],
         ["6", "action", "drop", "INVALID_ACTION", '"drop" is not an action: use add or remove'],
-        ["8", "—", "", "WRONG_CELL_COUNT", "this row has 4 cells where the header has 3"],
-        ["9", "user_id", "", "MISSING_ID", "the ID cell is empty"],
+        ["8", "—", "—", "WRONG_CELL_COUNT", "this row has 4 cells where the header has 3"],
+        ["9", "user_id", "—", "MISSING_ID", "the ID cell is empty"],
         ["10", "user_id", "7 ", "INVALID_ID", '"7 " must not start or end with whitespace'],
     ]
 
