@@ -30,7 +30,16 @@ class Command(BaseCommand):
         )
         sweeper.start()
         if settings.TASK_BACKEND == "rq":
-            call_command("rqworker", "default", with_scheduler=False)
+            # django-tasks-rq's job class runs our tasks; ours runs them without a fork.
+            quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+            call_command(
+                "rqworker",
+                *settings.TASKS["default"]["QUEUES"],
+                job_class="django_tasks_rq.Job",
+                worker_class="dashboard.rq_worker.Worker",
+                with_scheduler=False,
+                verbosity=0 if quiet else 1,
+            )
         else:
             call_command(
                 "db_worker", interval=options["interval"], reload=False, startup_delay=False
