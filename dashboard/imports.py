@@ -212,11 +212,14 @@ def run_validation(import_id: int) -> None:
                     header_pending = False
                     continue
                 result = validator(cells)
+                custom_id = result.custom_id
+                if result.problems:
+                    custom_id = _storable(custom_id)
                 rows.append(
                     (
                         pk,
                         number,
-                        result.custom_id,
+                        custom_id,
                         result.action,
                         result.attributes.decode(),
                         bool(result.problems),
@@ -224,7 +227,7 @@ def run_validation(import_id: int) -> None:
                     )
                 )
                 for p in result.problems:
-                    problems.append((pk, number, p.column, p.value, p.code, p.message))
+                    problems.append((pk, number, p.column, _storable(p.value), p.code, p.message))
                 if len(rows) >= BATCH and not _flush(imp, rows, problems, raw_file.tell()):
                     return  # cancelled, or taken over by another worker
     except csvfiles.FileProblem as problem:
@@ -247,6 +250,15 @@ def run_validation(import_id: int) -> None:
     if not _flush(imp, rows, problems, imp.size):
         return
     _finish(imp)
+
+
+def _storable(text: str) -> str:
+    """A cell as it can be stored: PostgreSQL's text holds no NUL, shown as U+2400 (␀) instead.
+
+    Only a cell with a problem can hold one (the rules refuse control characters), and it is
+    stored for the problem pages and the error report only.
+    """
+    return text.replace("\x00", "\u2400") if "\x00" in text else text
 
 
 def _mine(imp: Import) -> Any:
@@ -353,14 +365,18 @@ def sweep() -> int:
     """Restart validations whose worker stopped renewing its lease (it was killed)."""
     from dashboard.tasks import validate_import
 
+    now = timezone.now()
     stale = list(
-        Import.objects.filter(state=Import.VALIDATING, lease_until__lt=timezone.now()).values_list(
+        Import.objects.filter(state=Import.VALIDATING, lease_until__lt=now).values_list(
             "pk", flat=True
         )
     )
+    restarted = 0
     for pk in stale:
-        Import.objects.filter(pk=pk, state=Import.VALIDATING).update(
+        # Claimed by one sweep only: with many workers, the others see the new lease and pass.
+        if Import.objects.filter(pk=pk, state=Import.VALIDATING, lease_until__lt=now).update(
             lease_until=timezone.now() + lease()
-        )
-        _enqueue(validate_import, pk)
-    return len(stale)
+        ):
+            _enqueue(validate_import, pk)
+            restarted += 1
+    return restarted
