@@ -88,7 +88,9 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# Seconds a web or worker process keeps its database connection (0: one per request or task).
+DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=DATABASE_CONN_MAX_AGE)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while the worker writes; IMMEDIATE transactions take the
     # write lock up front (no lock-upgrade deadlocks), and the busy timeout makes writers wait
@@ -105,6 +107,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # One test database per test run, as for SQLite: two runs against one server (CI beside
+    # a developer) would otherwise drop each other's test_<name> database.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = (
+        f"test_{DATABASES['default']['NAME']}_{os.getpid()}"
+    )
 else:
     raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
 
@@ -163,6 +170,8 @@ DASHBOARD_URL = env_str("DASHBOARD_URL", "http://127.0.0.1:8000")
 IMPORT_SEND_LEASE = env_int("IMPORT_SEND_LEASE", 300, minimum=1)
 # Likewise for a validation whose worker stopped renewing its lease: it starts over.
 IMPORT_VALIDATION_LEASE = env_int("IMPORT_VALIDATION_LEASE", 60, minimum=1)
+# How many workers may send one import's chunks at once (the connection's pace still holds).
+IMPORT_SEND_WORKERS = env_int("IMPORT_SEND_WORKERS", 4, minimum=1)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "audiences@localhost")
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "uploads")))
@@ -276,3 +285,34 @@ if HTTPS:
     if env_bool("DJANGO_BEHIND_PROXY", False):
         # The proxy that ends TLS says so in X-Forwarded-Proto (and must drop the client's own).
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Production: shared uploads, HSTS for the whole domain --------------------------------------
+# (README, "Deploying on PostgreSQL + Redis with several workers"; all off by default.) HTTPS,
+# secure cookies and the proxy's header are the security settings' DJANGO_HTTPS and
+# DJANGO_BEHIND_PROXY.
+
+# HSTS (DJANGO_HTTPS sends it) for every subdomain too, and asking browsers to preload it:
+# only the domain's owner can promise that, so both are theirs to turn on.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+
+# Uploads must be readable by every worker on every machine: either MEDIA_ROOT on a filesystem
+# they all mount (NFS, EFS...), or an S3-compatible bucket (django-storages; `bin/setup deploy`
+# installs it). S3 credentials come from boto3's usual sources (AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY, or the machine's role).
+DJANGO_STORAGE = env_choice("DJANGO_STORAGE", "filesystem", ("filesystem", "s3"))
+if DJANGO_STORAGE == "s3":
+    if not env_str("S3_BUCKET"):
+        raise ImproperlyConfigured("DJANGO_STORAGE=s3 needs S3_BUCKET")
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("S3_BUCKET"),
+            "endpoint_url": env_str("S3_ENDPOINT_URL") or None,
+            "region_name": env_str("S3_REGION") or None,
+            "location": env_str("S3_PREFIX", "uploads"),
+            "default_acl": None,  # the bucket's own (private) policy
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }

@@ -88,6 +88,13 @@ def prepare(import_id: int) -> None:
         else:
             _cut(imp)
         Import.objects.filter(pk=imp.pk).update(lease_until=None)
+    # Other workers may send this import's chunks beside this one (each claims its own chunk,
+    # skipping those another holds); with fewer workers the extra tasks find nothing left.
+    from dashboard.tasks import send_chunks
+
+    others = min(settings.IMPORT_SEND_WORKERS, Chunk.objects.filter(import_run=imp).count()) - 1
+    for _ in range(others):
+        _enqueue(send_chunks, imp.pk)
     send(imp.pk)
 
 

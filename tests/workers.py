@@ -11,11 +11,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Marks a Redis database as one test run's own (see claim_redis_database).
+REDIS_CLAIM_KEY = "audience-dashboard:test-run"
+REDIS_CLAIM_SECONDS = 4 * 3600
 
 
 def test_database_url() -> str:
@@ -29,6 +34,54 @@ def test_database_url() -> str:
     return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}{port}/{s['NAME']}"
 
 
+def _redis_url_with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def claim_redis_database(base_url: str) -> str:
+    """The URL of a Redis database that this test run alone uses (TASK_BACKEND=rq).
+
+    Two test runs on one machine (two engineers, or CI beside a developer) must not take each
+    other's jobs. Databases 1 to 15 of the server are tried in turn: one is ours when we set its
+    claim key first and nothing else is in it (so nobody's data is ever touched). It is emptied
+    before each test and flushed at the end (release_redis_database).
+    """
+    import redis
+
+    for db in range(15, 0, -1):
+        url = _redis_url_with_db(base_url, db)
+        client = redis.Redis.from_url(url)
+        try:
+            if not client.set(REDIS_CLAIM_KEY, os.getpid(), nx=True, ex=REDIS_CLAIM_SECONDS):
+                continue
+        except redis.ResponseError:  # the server has fewer databases
+            continue
+        finally:
+            client.close()
+        with redis.Redis.from_url(url) as client:
+            if client.dbsize() == 1:
+                return url
+            client.delete(REDIS_CLAIM_KEY)
+    raise RuntimeError(f"no free Redis database (1 to 15) at {base_url} for this test run")
+
+
+def empty_redis_database(url: str) -> None:
+    """Drop every job a previous test left queued; keep the claim."""
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+        client.set(REDIS_CLAIM_KEY, os.getpid(), ex=REDIS_CLAIM_SECONDS)
+
+
+def release_redis_database(url: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+
+
 @contextmanager
 def running_workers(count: int, **env: str) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Worker processes on the test database; their log is printed if the test fails."""
@@ -38,6 +91,9 @@ def running_workers(count: int, **env: str) -> Iterator[list[subprocess.Popen[by
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "WARNING",
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        # The test process's own backend and queue: the workers take the jobs it enqueues.
+        "TASK_BACKEND": settings.TASK_BACKEND,
+        "REDIS_URL": settings.REDIS_URL,
         **env,
     }
     logs = [tempfile.TemporaryFile() for _ in range(count)]  # noqa: SIM115 - closed below
