@@ -1,0 +1,1 @@
+"""The parts of bench/journey: the data it generates and the processes it times."""

@@ -1,0 +1,49 @@
+"""Peak memory of processes: our own (getrusage) and a running one's (/proc VmHWM)."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+from pathlib import Path
+
+
+def own_peak_mb() -> float:
+    """This process's max RSS so far, in MB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def tree_peak_mb(pid: int) -> float:
+    """The largest VmHWM (peak resident set) of a running process and its descendants, in MB.
+
+    Read just before the process is stopped: once it exits, /proc forgets it.
+    """
+    peak, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+        todo += _children(p)
+    return peak
+
+
+def has_open(pid: int, path: str) -> bool:
+    """True once the process holds the file open (a worker that reached its database)."""
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            if str(fd.readlink()) == path:
+                return True
+        except OSError:
+            pass
+    return False
