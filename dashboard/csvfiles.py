@@ -14,7 +14,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 SNIFF_BYTES = 256 * 1024
 PREVIEW_ROWS = 20
@@ -30,6 +30,10 @@ ID_HEADER_RE = re.compile(
     r"(custom[_ ]?)?(user[_ ]?)?id|identifier|user|customer([_ ]?id)?|external[_ ]?id|uid|member[_ ]?id",
     re.IGNORECASE,
 )
+
+# A gzip upload may expand at most this many times (see _Inflating).
+MAX_EXPANSION = 100
+EXPANSION_PROBE = 4 * 1024 * 1024
 
 csv.field_size_limit(FIELD_LIMIT)
 
@@ -47,21 +51,82 @@ class Sniffed:
     preview: list[list[str]] = field(default_factory=list)
 
 
+def _size_in_words(size: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return (
+                f"{size:,.0f} {unit}"
+                if unit == "bytes"
+                else f"{size:,.1f} {unit}".replace(".0 ", " ")
+            )
+        size /= 1024
+    raise AssertionError
+
+
+def _max_uncompressed_bytes() -> int | None:
+    from django.conf import settings
+
+    return getattr(settings, "IMPORT_MAX_UNCOMPRESSED_BYTES", None) if settings.configured else None
+
+
+class _Inflating(io.RawIOBase):
+    """A gzip stream that refuses to expand without bounds (a "zip bomb").
+
+    CSV exports compress 3 to 20 times; past MAX_EXPANSION times (judged once EXPANSION_PROBE
+    bytes came out, so that small files are never judged on a few bytes), or past
+    IMPORT_MAX_UNCOMPRESSED_BYTES in all, reading stops with a FileProblem.
+    """
+
+    def __init__(self, gz: gzip.GzipFile, raw: BinaryIO) -> None:
+        self.gz, self.raw, self.out = gz, raw, 0
+        self.limit = _max_uncompressed_bytes()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.gz.readinto(buffer)
+        self.out += count
+        if self.limit is not None and self.out > self.limit:
+            raise FileProblem(
+                f"Uncompressed, the file is larger than the {_size_in_words(self.limit)} allowed; "
+                "split it into smaller files."
+            )
+        compressed = max(1, self.raw.tell())
+        if self.out >= EXPANSION_PROBE and self.out > MAX_EXPANSION * compressed:
+            raise FileProblem(
+                f"The compressed file expands more than {MAX_EXPANSION} times (to "
+                f"{_size_in_words(self.out)} from {_size_in_words(compressed)} so far), far beyond "
+                "any CSV export: it is refused as a likely zip bomb. Upload the file uncompressed."
+            )
+        return count
+
+
 def open_binary(path_or_file: str | BinaryIO) -> tuple[BinaryIO, BinaryIO]:
     """(stream of the file's bytes, the raw file for progress); gzip is uncompressed on the fly."""
     raw: BinaryIO = open(path_or_file, "rb") if isinstance(path_or_file, str) else path_or_file  # noqa: SIM115
     magic = raw.read(2)
     raw.seek(0)
     if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+        inflating = _Inflating(gzip.GzipFile(fileobj=raw, mode="rb"), raw)
+        return io.BufferedReader(inflating), raw  # type: ignore[return-value]
     return raw, raw
 
 
 def read_head(stream: BinaryIO, size: int = SNIFF_BYTES) -> bytes:
     try:
-        return stream.read(size)
+        head = stream.read(size)
     except (OSError, EOFError, zlib.error) as exc:
         raise FileProblem(f"The compressed file is damaged and can't be read ({exc}).") from None
+    if isinstance(stream, io.BufferedReader) and isinstance(stream.raw, _Inflating):
+        # Judge a zip bomb now, on a few MB, rather than after the worker stored its rows. A
+        # file damaged further on is the worker's to report, with its row.
+        try:
+            while stream.raw.out < EXPANSION_PROBE and stream.read(1024 * 1024):
+                pass
+        except (OSError, EOFError, zlib.error):
+            pass
+    return head
 
 
 def _decode_head(head: bytes, cut: bool) -> tuple[str, str]:
@@ -233,6 +298,9 @@ def iter_rows(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tuple
             raise FileProblem(
                 f"Row {number + 1}: the compressed file is damaged or cut short ({exc})."
             ) from None
+        except FileProblem as problem:  # expanded too far: see _Inflating
+            text = str(problem)
+            raise FileProblem(f"Row {number + 1}: {text[0].lower()}{text[1:]}") from None
         number += 1
         if not row or (len(row) == 1 and not row[0]):
             continue

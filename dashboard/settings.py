@@ -316,3 +316,10 @@ if DJANGO_STORAGE == "s3":
             "querystring_auth": True,
         },
     }
+
+# --- Reliability: bounds on what an upload may become ---------------------------------------
+# A gzip upload may expand to at most this many bytes (and at most 100 times its size: a "zip
+# bomb" is refused at upload, dashboard/csvfiles.py).
+IMPORT_MAX_UNCOMPRESSED_BYTES = env_int(
+    "IMPORT_MAX_UNCOMPRESSED_BYTES", 10 * IMPORT_MAX_FILE_BYTES, minimum=1
+)
