@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.files import File
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from dashboard import audit, csvfiles, mapping
@@ -139,19 +139,30 @@ def create_import(
             preview=sniffed.preview,
         )
         imp.mapping = mapping.propose(sniffed.columns, sniffed.preview, mode)
+        # The generated name is known before writing, so that whatever part of the file reached
+        # the disk before it filled up can be removed: nothing half-stored is ever left.
+        storage = imp.file.storage
+        target = imp.file.field.generate_filename(imp, name if source == "file" else "paste.txt")
         try:
-            imp.file.save(name if source == "file" else "paste.txt", File(spool), save=False)
+            imp.file.name = storage.save(target, File(spool), max_length=imp.file.field.max_length)
             imp.save()
-        except OSError as exc:
-            if imp.file:
-                imp.file.delete(save=False)
+        except (OSError, DatabaseError) as exc:
+            _remove_quietly(storage, imp.file.name or target)
             raise UploadRefused(
-                f"The upload could not be stored ({exc.strerror or exc}); nothing was kept. "
-                "Try again later."
+                f"The upload could not be stored ({getattr(exc, 'strerror', None) or exc}); "
+                "nothing was kept. Try again later."
             ) from None
         return imp
     finally:
         spool.close()
+
+
+def _remove_quietly(storage: Any, name: str) -> None:
+    try:
+        if storage.exists(name):
+            storage.delete(name)
+    except Exception:
+        logger.exception("could not remove %s after a failed upload", name)
 
 
 def start_validation(imp: Import) -> None:

@@ -8,10 +8,16 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils.module_loading import import_string
 
 logger = logging.getLogger("audiences.worker")
+
+# A database that can't be reached (a restart, a failover, the network): the worker says so in
+# one line, waits (doubling up to MAX_OUTAGE_WAIT seconds) and carries on. Our rows hold every
+# state, so nothing is lost by stopping a task half-way (see the design's "Background work").
+DATABASE_DOWN = (OperationalError, InterfaceError)
+MAX_OUTAGE_WAIT = 5.0
 
 
 class Command(BaseCommand):
@@ -41,9 +47,26 @@ class Command(BaseCommand):
                 verbosity=0 if quiet else 1,
             )
         else:
-            call_command(
-                "db_worker", interval=options["interval"], reload=False, startup_delay=False
-            )
+            self._run_db_worker(options["interval"])
+
+    def _run_db_worker(self, interval: float) -> None:
+        """db_worker, started again whenever the database drops it (it stops on any error but a
+        locked SQLite file); a signal still stops it, and the process, for good."""
+        wait = 0.5
+        while True:
+            started = time.monotonic()
+            try:
+                call_command("db_worker", interval=interval, reload=False, startup_delay=False)
+                return
+            except DATABASE_DOWN as exc:
+                if time.monotonic() - started > 60:
+                    wait = 0.5  # it ran well for a while: a new outage
+                logger.warning(
+                    "database unavailable (%s); the worker tries again in %.1f s", _line(exc), wait
+                )
+            _drop_connections()
+            time.sleep(wait)
+            wait = min(MAX_OUTAGE_WAIT, wait * 2)
 
     def _sweep_forever(self, every: float) -> None:
         sweeps = [import_string(path) for path in settings.WORKER_SWEEPS]
@@ -53,8 +76,29 @@ class Command(BaseCommand):
                     done = sweep()
                     if done:
                         logger.warning("%s finished %s item(s) left behind", sweep.__module__, done)
+                except DATABASE_DOWN as exc:
+                    logger.warning(
+                        "database unavailable (%s); the sweeps try again in %g s",
+                        _line(exc),
+                        every,
+                    )
+                    _drop_connections()
+                    break
                 except Exception:
                     logger.exception("%s failed; retrying", sweep.__module__)
                 finally:
                     close_old_connections()
             time.sleep(every)
+
+
+def _line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _drop_connections() -> None:
+    """Forget this thread's broken connections: the next query opens new ones."""
+    for conn in connections.all(initialized_only=True):
+        try:
+            conn.close()
+        except Exception:
+            conn.connection = None
