@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Marks a Redis database as one test run's own (see claim_redis_database).
 REDIS_CLAIM_KEY = "audience-dashboard:test-run"
-REDIS_CLAIM_SECONDS = 4 * 3600
 
 
 def test_database_url() -> str:
@@ -39,30 +39,59 @@ def _redis_url_with_db(url: str, db: int) -> str:
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
+def _claimant() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _abandoned(claimant: bytes | None) -> bool:
+    """A claim of a test run of this machine that is gone (killed before it could flush)."""
+    host, _, pid = (claimant or b"").decode(errors="replace").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def claim_redis_database(base_url: str) -> str:
     """The URL of a Redis database that this test run alone uses (TASK_BACKEND=rq).
 
     Two test runs on one machine (two engineers, or CI beside a developer) must not take each
     other's jobs. Databases 1 to 15 of the server are tried in turn: one is ours when we set its
-    claim key first and nothing else is in it (so nobody's data is ever touched). It is emptied
-    before each test and flushed at the end (release_redis_database).
+    claim key first and nothing else is in it (so nobody's data is ever touched), or when its
+    claim is that of a run of this machine whose process is gone. It is emptied before each
+    test and flushed at the end (release_redis_database).
     """
     import redis
 
+    me = _claimant()
     for db in range(15, 0, -1):
         url = _redis_url_with_db(base_url, db)
-        client = redis.Redis.from_url(url)
-        try:
-            if not client.set(REDIS_CLAIM_KEY, os.getpid(), nx=True, ex=REDIS_CLAIM_SECONDS):
-                continue
-        except redis.ResponseError:  # the server has fewer databases
-            continue
-        finally:
-            client.close()
         with redis.Redis.from_url(url) as client:
-            if client.dbsize() == 1:
-                return url
-            client.delete(REDIS_CLAIM_KEY)
+            try:
+                if client.set(REDIS_CLAIM_KEY, me, nx=True):
+                    if client.dbsize() == 1:
+                        return url
+                    client.delete(REDIS_CLAIM_KEY)  # someone's data, without a claim: not ours
+                    continue
+            except redis.ResponseError:  # the server has fewer databases
+                continue
+            with client.pipeline() as pipe:
+                try:
+                    pipe.watch(REDIS_CLAIM_KEY)
+                    if not _abandoned(pipe.get(REDIS_CLAIM_KEY)):
+                        continue
+                    pipe.multi()
+                    pipe.flushdb()
+                    pipe.set(REDIS_CLAIM_KEY, me)
+                    pipe.execute()
+                    return url
+                except redis.WatchError:  # another run took it over first
+                    continue
     raise RuntimeError(f"no free Redis database (1 to 15) at {base_url} for this test run")
 
 
@@ -70,9 +99,10 @@ def empty_redis_database(url: str) -> None:
     """Drop every job a previous test left queued; keep the claim."""
     import redis
 
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()
-        client.set(REDIS_CLAIM_KEY, os.getpid(), ex=REDIS_CLAIM_SECONDS)
+    with redis.Redis.from_url(url) as client, client.pipeline() as pipe:
+        pipe.flushdb()
+        pipe.set(REDIS_CLAIM_KEY, _claimant())
+        pipe.execute()
 
 
 def release_redis_database(url: str) -> None:
