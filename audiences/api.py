@@ -86,7 +86,13 @@ def _authenticate(request: HttpRequest) -> Project:
     scheme, _, raw_key = header.partition(" ")
     project_key = request.META.get("HTTP_X_BATCH_PROJECT", "")
     project = None
-    if scheme.lower() == "bearer" and raw_key.strip() and project_key:
+    # A control character is in no key (and PostgreSQL can't even look a NUL up).
+    if (
+        scheme.lower() == "bearer"
+        and raw_key.strip()
+        and project_key
+        and not _CONTROL.search(project_key + raw_key.strip())
+    ):
         project = ApiKey.authenticate(project_key, raw_key.strip())
     if project is None:
         # Never say which part was wrong.
@@ -231,6 +237,9 @@ def _query(
     return values
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _idempotency_key(request: HttpRequest) -> str | None:
     key = request.META.get("HTTP_IDEMPOTENCY_KEY")
     if key is None:
@@ -240,6 +249,12 @@ def _idempotency_key(request: HttpRequest) -> str | None:
             "INVALID_PARAMETER",
             "Idempotency-Key",
             f"Idempotency-Key: {rules.show(key)} has {len(key)} characters; use 1 to 255",
+        )
+    if _CONTROL.search(key):
+        raise _problem(
+            "INVALID_PARAMETER",
+            "Idempotency-Key",
+            f"Idempotency-Key: {rules.show(key)} contains a control character",
         )
     return key
 
@@ -547,7 +562,7 @@ def _dispatch(request: HttpRequest, route: str) -> HttpResponse:
         return GET_ROUTES[route](request, project)
     raw = _read_body(request)
     key = request.META.get("HTTP_IDEMPOTENCY_KEY")
-    if key and len(key) <= 255:
+    if key and len(key) <= 255 and not _CONTROL.search(key):
         replay = remembered_operation(project, key)
         if replay is not None:
             return _accepted(replay)

@@ -377,3 +377,42 @@ def test_the_dashboards_verdict_on_a_row_is_the_apis_on_its_item(api, row):
             (c, m) for c, m in api_problems if c in same_words and (c, row[0]) != ("INVALID_ID", "")
         )
         assert ours == theirs, row
+
+
+header_text = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", " ", "\x00", "k\x00", "\t", "é", "x" * 256, "Bearer"]),
+)
+
+
+@FUZZ
+@given(
+    project=st.sampled_from(["{project}"] * 3 + [None]).flatmap(
+        lambda p: st.just(p) if p else header_text
+    ),
+    authorization=st.sampled_from(["Bearer {key}"] * 3 + [None]).flatmap(
+        lambda a: st.just(a) if a else header_text.map("Bearer {}".format)
+    ),
+    idempotency_key=st.one_of(st.none(), header_text),
+)
+def test_the_api_answers_any_header_values_without_a_500(
+    api, project, authorization, idempotency_key
+):
+    # (PostgreSQL can't look up a text holding NUL: a key with one must be refused, not looked up.)
+    headers = {
+        "X-Batch-Project": project.replace("{project}", api.project_key),
+        "Authorization": authorization.replace("{key}", api.rest_key),
+    }
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    response = api.client.generic(
+        "POST",
+        "/2.3/audiences/create",
+        b'{"name": "news", "type": "custom_ids"}',
+        content_type="application/json",
+        headers=headers,
+    )
+    event(str(response.status_code))
+    assert response.status_code in (202, 400, 401), (response.status_code, response.content)
+    if response.status_code == 400:
+        assert response.json()["error_code"] in ("INVALID_PARAMETER", "AUDIENCE_ALREADY_EXISTS")
