@@ -112,7 +112,11 @@ def flaky_worker(flag: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
         "DATABASE_DOWN_FLAG": str(flag),
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "WARNING",
-        "TASK_BACKEND": "db",
+        # The test process's own backend and queue: the worker takes the jobs it enqueues.
+        "TASK_BACKEND": settings.TASK_BACKEND,
+        "REDIS_URL": settings.REDIS_URL,
+        # With RQ, a job run during the outage fails for good: the sweep applies what it left.
+        "AUDIENCE_API_SWEEP_AFTER": "1",
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -136,7 +140,6 @@ def flaky_worker(flag: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
 
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(settings.TASK_BACKEND != "db", reason="the database task backend's worker")
 def test_a_worker_waits_out_a_database_outage_and_carries_on(api, tmp_path):
     flag = tmp_path / "database-down"
     flag.touch()
@@ -157,4 +160,6 @@ def test_a_worker_waits_out_a_database_outage_and_carries_on(api, tmp_path):
         assert api.view("news")["nb_ids"] == 100
         assert worker.poll() is None
         text = log.read_text()
-    assert "database unavailable" in text and "Traceback" not in text
+    assert "database unavailable" in text
+    if settings.TASK_BACKEND == "db":
+        assert "Traceback" not in text  # one line per attempt, not a stack
