@@ -103,7 +103,7 @@ def test_a_file_with_problems_is_mapped_checked_submitted_and_applied_live(
     page.get_by_role("link", name="Wrong number of cells").click()
     expect(problems).to_have_count(1)
     expect(problems.first.locator("td")).to_have_text(
-        ["6", "—", "", "WRONG_CELL_COUNT", "this row has 3 cells where the header has 4"]
+        ["6", "—", "—", "WRONG_CELL_COUNT", "this row has 3 cells where the header has 4"]
     )
     expect(page.locator("#kind-filter")).to_have_value("WRONG_CELL_COUNT")
     settled(page)
