@@ -152,10 +152,13 @@ def accept_remove(project: Project, name: str, key: str | None = None) -> Operat
 _UPSERT = (
     "INSERT INTO audiences_member (audience_id, custom_id, attributes, created, updated, operation_id) "
     "VALUES (%s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (audience_id, custom_id) DO UPDATE SET "
+    "ON CONFLICT (custom_id, audience_id) DO UPDATE SET "
     "attributes = excluded.attributes, updated = excluded.updated, operation_id = excluded.operation_id"
 )
-_DELETE = "DELETE FROM audiences_member WHERE audience_id = %s AND custom_id = %s"
+_DELETE = "DELETE FROM audiences_member WHERE custom_id = %s AND audience_id = %s"
+_COUNT_SOME = "SELECT COUNT(*) FROM audiences_member WHERE audience_id = %s AND custom_id IN ({})"
+# IDs per counting query: under every SQLite build's limit of 999 parameters.
+COUNT_BATCH = 900
 
 
 def apply_pending(audience_id: int) -> int:
@@ -186,34 +189,52 @@ def apply_pending(audience_id: int) -> int:
             applied += 1
 
 
+def _members_among(cursor, audience_id: int, ids: list[str]) -> int:  # type: ignore[no-untyped-def]
+    """How many of these (distinct) IDs are members of the audience now."""
+    found = 0
+    for start in range(0, len(ids), COUNT_BATCH):
+        part = ids[start : start + COUNT_BATCH]
+        cursor.execute(_COUNT_SOME.format(", ".join(["%s"] * len(part))), [audience_id, *part])
+        found += cursor.fetchone()[0]
+    return found
+
+
 def _apply(audience: Audience, operation: Operation) -> None:
     now = timezone.now()
     if operation.kind in (Operation.UPDATE, Operation.REPLACE):
         rows = orjson.loads(operation.payload) if operation.payload else []
         stamp = connection.ops.adapt_datetimefield_value(now)
         dumps = orjson.dumps
+        pk, op = audience.pk, operation.pk
+        # In ID order: neighbouring keys share index pages, so each page is read and written
+        # once per operation rather than once per ID. The payload's IDs are distinct.
+        rows.sort(key=lambda row: row[1])
+        adds = [
+            (pk, cid, dumps(attrs).decode(), stamp, stamp, op)
+            for action, cid, attrs in rows
+            if action == "add"
+        ]
         with connection.cursor() as cursor:
-            adds = [
-                (audience.pk, cid, dumps(attrs).decode(), stamp, stamp, operation.pk)
-                for action, cid, attrs in rows
-                if action == "add"
-            ]
-            if adds:
-                cursor.executemany(_UPSERT, adds)
             if operation.kind == Operation.REPLACE:
+                if adds:
+                    cursor.executemany(_UPSERT, adds)
                 cursor.execute(
                     "DELETE FROM audiences_member WHERE audience_id = %s AND operation_id <> %s",
-                    [audience.pk, operation.pk],
+                    [pk, op],
                 )
-                audience.replaced_below = operation.pk
+                audience.replaced_below = op
+                audience.nb_ids = len(adds)  # exactly the replace's own IDs are left
             else:
-                removes = [(audience.pk, cid) for action, cid, _ in rows if action == "remove"]
+                removes = [(cid, pk) for action, cid, _ in rows if action == "remove"]
+                # The count moves by the IDs that were not members yet and the removed ones
+                # that were: counting the whole audience after each call grows with its size.
+                new = len(adds) - _members_among(cursor, pk, [row[1] for row in adds])
+                gone = _members_among(cursor, pk, [cid for cid, _ in removes])
+                if adds:
+                    cursor.executemany(_UPSERT, adds)
                 if removes:
                     cursor.executemany(_DELETE, removes)
-            cursor.execute(
-                "SELECT COUNT(*) FROM audiences_member WHERE audience_id = %s", [audience.pk]
-            )
-            audience.nb_ids = cursor.fetchone()[0]
+                audience.nb_ids += new - gone
     audience.updated = now
     audience.save(update_fields=["nb_ids", "updated", "replaced_below"])
     Operation.objects.filter(pk=operation.pk).update(state=APPLIED, applied_at=now, payload=None)
