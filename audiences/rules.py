@@ -231,14 +231,19 @@ def parse_attribute_key(key: str) -> AttributeKey | str:
     return result
 
 
+def _is_date_time(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+        return True
+    except ValueError:
+        return False
+
+
 def normalize_date(value: str) -> str | None:
     """The RFC 3339 date-time as YYYY-MM-DDTHH:MM:SSZ in UTC, or None when it is not one."""
-    if _SIMPLE_UTC_RE.fullmatch(value):
-        try:
-            datetime.fromisoformat(value)
-            return value
-        except ValueError:
-            pass  # a leap second, or no date at all: the full parse below decides
+    if _SIMPLE_UTC_RE.fullmatch(value) and _is_date_time(value):
+        return value
+    # A leap second, or no date at all: the full parse below decides.
     m = _RFC3339_RE.fullmatch(value)
     if not m:
         return None
@@ -385,12 +390,28 @@ def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str
         # Fast paths for the common valid values; anything else gets the full check.
         kind = parsed.kind  # type: ignore[union-attr]
         cls = value.__class__
-        if kind == "plain" and (
-            (cls is str and 0 < len(value) <= MAX_STRING)
-            or (cls is int and MIN_INT <= value <= MAX_INT)
-            or (cls is float and math.isfinite(value))
-        ):
-            continue
+        if kind == "plain":
+            if (
+                (cls is str and 0 < len(value) <= MAX_STRING)
+                or (cls is int and MIN_INT <= value <= MAX_INT)
+                or (cls is float and math.isfinite(value))
+                or (
+                    cls is list
+                    and 0 < len(value) <= MAX_ARRAY_ITEMS
+                    and all(item.__class__ is str and 0 < len(item) <= MAX_STRING for item in value)
+                )
+            ):
+                continue
+        elif cls is str:
+            if kind == "date":
+                if _SIMPLE_UTC_RE.fullmatch(value) and _is_date_time(value):
+                    continue  # already YYYY-MM-DDTHH:MM:SSZ
+            elif (
+                len(value) <= MAX_URL
+                and _PLAIN_URL_RE.fullmatch(value)
+                and not _URL_BAD_CHAR_RE.search(value)
+            ):
+                continue  # what url_problem accepts without urlsplit
         stored, why = attribute_value(parsed, value)  # type: ignore[arg-type]
         if why:
             ok = False

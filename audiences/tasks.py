@@ -11,7 +11,7 @@ from audiences import operations
 logger = logging.getLogger(__name__)
 
 
-@task()
+@task(queue_name="audiences")
 def apply_operations(audience_id: int) -> int:
     return operations.apply_pending(audience_id)
 

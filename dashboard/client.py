@@ -255,12 +255,12 @@ class AudienceClient:
             "indexing_token"
         )
 
-    def update(self, name: str, ids: list[dict[str, Any]], **kw: Any) -> str:
+    def update(self, name: str, ids: list[dict[str, Any]] | orjson.Fragment, **kw: Any) -> str:
         return self.call("POST", "audiences/update", body={"name": name, "ids": ids}, **kw).field(
             "indexing_token"
         )
 
-    def replace(self, name: str, ids: list[dict[str, Any]], **kw: Any) -> str:
+    def replace(self, name: str, ids: list[dict[str, Any]] | orjson.Fragment, **kw: Any) -> str:
         return self.call("POST", "audiences/replace", body={"name": name, "ids": ids}, **kw).field(
             "indexing_token"
         )

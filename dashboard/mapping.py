@@ -58,27 +58,50 @@ def to_date(cell: str) -> str | None:
     return None
 
 
+def _number(cell: str) -> tuple[Any, str | None]:
+    if _INT_RE.fullmatch(cell):
+        return int(cell), None
+    return None, "is not a whole number"
+
+
+def _float(cell: str) -> tuple[Any, str | None]:
+    if _FLOAT_RE.fullmatch(cell):
+        return float(cell), None
+    return None, "is not a number (use a dot for decimals: 12.5)"
+
+
+def _date(cell: str) -> tuple[Any, str | None]:
+    value = to_date(cell)
+    if value is None:
+        return None, "is not a date (use 2024-05-01 or 2024-05-01T10:00:00Z)"
+    return value, None
+
+
+def converter(kind: str, separator: str = "|") -> Any:
+    """The function turning a (stripped, non-empty) cell into the API value for that type, as
+    (value, None) or (None, why not); None for text and URLs, whose cell is the value itself."""
+    if kind == "string" or kind == "url":
+        return None
+    if kind == "number":
+        return _number
+    if kind == "float":
+        return _float
+    if kind == "date":
+        return _date
+    if kind == "array":
+
+        def _array(cell: str) -> tuple[Any, str | None]:
+            items = [item.strip() for item in cell.split(separator)]
+            return [item for item in items if item], None
+
+        return _array
+    raise ValueError(f"unknown type {kind!r}")
+
+
 def convert(cell: str, kind: str, separator: str = "|") -> tuple[Any, str | None]:
     """The cell as the API value for that type, or (None, why not). Cells arrive stripped."""
-    if kind == "string" or kind == "url":
-        return cell, None
-    if kind == "number":
-        if _INT_RE.fullmatch(cell):
-            return int(cell), None
-        return None, "is not a whole number"
-    if kind == "float":
-        if _FLOAT_RE.fullmatch(cell):
-            return float(cell), None
-        return None, "is not a number (use a dot for decimals: 12.5)"
-    if kind == "date":
-        value = to_date(cell)
-        if value is None:
-            return None, "is not a date (use 2024-05-01 or 2024-05-01T10:00:00Z)"
-        return value, None
-    if kind == "array":
-        items = [item.strip() for item in cell.split(separator)]
-        return [item for item in items if item], None
-    raise ValueError(f"unknown type {kind!r}")
+    convert_cell = converter(kind, separator)
+    return (cell, None) if convert_cell is None else convert_cell(cell)
 
 
 def _share(values: list[str], test: Any) -> float:

@@ -209,7 +209,11 @@ class Import(models.Model):
 class ImportRow(models.Model):
     """One row of an import, stored once, normalised, with its problems flagged."""
 
-    import_run = models.ForeignKey(Import, on_delete=models.CASCADE, db_constraint=False)
+    # No index of its own: the unique (import_run, row_number) below serves every look-up by
+    # import, and one index less is one less B-tree written for each of a file's rows.
+    import_run = models.ForeignKey(
+        Import, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
     row_number = models.IntegerField()  # the record's number in the file (header = 1)
     custom_id = models.TextField()
     action = models.CharField(max_length=6)  # "add" or "remove"
@@ -234,7 +238,10 @@ class ImportRow(models.Model):
 
 
 class ImportProblem(models.Model):
-    import_run = models.ForeignKey(Import, on_delete=models.CASCADE, db_constraint=False)
+    # Looked up through the (import_run, code, row_number) index below.
+    import_run = models.ForeignKey(
+        Import, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
     row_number = models.IntegerField()
     column_name = models.CharField(max_length=255, blank=True)
     value = models.TextField(blank=True)  # cut to 200 characters

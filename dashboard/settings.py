@@ -121,14 +121,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TASK_BACKEND = env_choice("TASK_BACKEND", "db", ("db", "rq", "immediate"))
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The embedded API's applies have a queue of their own, listed first: an RQ worker takes its jobs
+# before the dashboard's, and `manage.py worker` on the db backend runs it in a lane of its own,
+# so a long send never holds up the applies it feeds.
+TASK_QUEUES = ["audiences", "default"]
 if TASK_BACKEND == "db":
-    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": TASK_QUEUES}}
 elif TASK_BACKEND == "rq":
     INSTALLED_APPS += ["django_rq"]
-    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
-    RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}}
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": TASK_QUEUES}}
+    RQ_QUEUES = {queue: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600} for queue in TASK_QUEUES}
 else:
-    TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    TASKS = {
+        "default": {
+            "BACKEND": "django_tasks.backends.immediate.ImmediateBackend",
+            "QUEUES": TASK_QUEUES,
+        }
+    }
 
 # --- The embedded Audience API ----------------------------------------------------------------
 

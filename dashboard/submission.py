@@ -172,18 +172,39 @@ def api_item(custom_id: str, action: str, attributes: str, *, replace: bool) -> 
     return item
 
 
-def items_of(chunk: Chunk) -> list[dict[str, Any]]:
-    rows = ImportRow.objects.filter(
+def _rows_of(chunk: Chunk) -> Any:
+    return ImportRow.objects.filter(
         import_run_id=chunk.import_run_id,
         row_number__gte=chunk.first_row,
         row_number__lte=chunk.last_row,
         chunk_number=chunk.number,
     ).values_list("custom_id", "action", "attributes")
+
+
+def items_of(chunk: Chunk) -> list[dict[str, Any]]:
     replace = chunk.kind == "replace"
     return [
         api_item(custom_id, action, attributes, replace=replace)
-        for custom_id, action, attributes in rows.iterator(chunk_size=10_000)
+        for custom_id, action, attributes in _rows_of(chunk).iterator(chunk_size=10_000)
     ]
+
+
+def items_json(chunk: Chunk) -> orjson.Fragment:
+    """items_of(chunk) as its JSON array, ready to send: the stored attributes are already the
+    JSON the item carries, so they go out as they are instead of being parsed and written again.
+    """
+    replace = chunk.kind == "replace"
+    dumps = orjson.dumps
+    add = b'{"id":' if replace else b'{"action":"add","id":'
+    parts = []
+    for custom_id, action, attributes in _rows_of(chunk).iterator(chunk_size=10_000):
+        if action == "remove":
+            parts.append(b'{"action":"remove","id":' + dumps(custom_id) + b"}")
+        elif attributes == "{}":
+            parts.append(add + dumps(custom_id) + b"}")
+        else:
+            parts.append(add + dumps(custom_id) + b',"attributes":' + attributes.encode() + b"}")
+    return orjson.Fragment(b"[" + b",".join(parts) + b"]")
 
 
 def send(import_id: int) -> None:
@@ -227,7 +248,7 @@ def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
             lease_until=timezone.now() + send_lease(),
         )
 
-    items = items_of(chunk)
+    items = items_json(chunk)
     call = client.replace if chunk.kind == "replace" else client.update
     try:
         token = call(

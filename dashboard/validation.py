@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from audiences import rules
-from dashboard.mapping import attribute_key, convert, mapped_attributes
+from dashboard.mapping import attribute_key, converter, mapped_attributes
 
 PROBLEM_KINDS = {
     "WRONG_CELL_COUNT": "Wrong number of cells",
@@ -55,13 +55,13 @@ class RowValidator:
             (
                 int(a["column"]),
                 attribute_key(a["name"], a["type"]),
-                a["type"],
-                a.get("separator") or "|",
+                converter(a["type"], a.get("separator") or "|"),
                 columns[int(a["column"])],
             )
             for a in mapped_attributes(mapping)
         ]
-        self.header_of_key = {key: header for _, key, _, _, header in self.attributes}
+        self.header_of_key = {key: header for _, key, _, header in self.attributes}
+        self.column_of_key = {key: column for column, key, _, _ in self.attributes}
         self.fixed_action = {"add": "add", "replace": "add", "remove": "remove"}.get(mode)
 
     def __call__(self, cells: list[str]) -> RowResult:
@@ -103,13 +103,14 @@ class RowValidator:
                 action = "add"
         attributes: dict[str, Any] = {}
         if action == "add" and self.attributes:
-            cell_of_key: dict[str, str] = {}
-            for column, key, kind, separator, header in self.attributes:
+            for column, key, convert_cell, header in self.attributes:
                 cell = cells[column].strip() if column < width else ""
                 if not cell:
                     continue  # an empty cell means "no value"
-                cell_of_key[key] = cell
-                value, why = convert(cell, kind, separator)
+                if convert_cell is None:
+                    attributes[key] = cell  # text or URL: the rules below judge it
+                    continue
+                value, why = convert_cell(cell)
                 if why:
                     problems.append(
                         RowProblem(
@@ -127,7 +128,8 @@ class RowValidator:
                 key = p.path.partition(".")[2]
                 header = self.header_of_key.get(key, "")
                 # The cell as written in the file, not the value it was converted to.
-                value = cell_of_key.get(key, "")
+                column = self.column_of_key.get(key, width)
+                value = cells[column].strip() if column < width else ""
                 problems.append(RowProblem(header, _cut(value), p.code, _after_path(p)))
             attributes = normal or {}
         return RowResult(custom_id, action, orjson.dumps(attributes), problems)

@@ -105,6 +105,30 @@ def test_chunks_touch_disjoint_ids(marketer, connection, vip, work):
     }
 
 
+@pytest.mark.parametrize(
+    "mode,header,rows",
+    [
+        ("column", "id,age,action", ["a,1,add", "b,,add", "c,,remove", '"d ""q"" é\\",4,add']),
+        ("replace", "id,age", ["a,1", "b,", '"d ""q"" é\\",4']),
+    ],
+)
+def test_a_chunk_goes_out_as_exactly_its_items(
+    marketer, connection, vip, work, mode, header, rows
+):
+    """The JSON sent is built from the stored attributes as they are: it must say what the
+    items say, escapes included."""
+    imp = _validated(marketer, connection, work, rows, mode=mode, header=header)
+    submission.submit(imp)
+    submission._cut(imp)
+    chunk = imp.chunks.get()
+    sent = orjson.loads(orjson.dumps({"ids": submission.items_json(chunk)}))["ids"]
+    assert sent == submission.items_of(chunk)
+    assert len(sent) == len(rows)
+    assert {"id": 'd "q" é\\', "attributes": {"age": 4}} | (
+        {"action": "add"} if mode == "column" else {}
+    ) in sent
+
+
 def test_replace_sends_the_replace_first_then_adds(marketer, connection, vip, work):
     connection.client().update("vip", [{"action": "add", "id": "old"}])
     work()

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
+from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
 
 logger = logging.getLogger("audiences.worker")
@@ -40,7 +41,7 @@ class Command(BaseCommand):
             quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
             call_command(
                 "rqworker",
-                *settings.TASKS["default"]["QUEUES"],
+                *settings.TASK_QUEUES,  # in order: the API's applies first
                 job_class="django_tasks_rq.Job",
                 worker_class="dashboard.rq_worker.Worker",
                 with_scheduler=False,
@@ -51,12 +52,24 @@ class Command(BaseCommand):
 
     def _run_db_worker(self, interval: float) -> None:
         """db_worker, started again whenever the database drops it (it stops on any error but a
-        locked SQLite file); a signal still stops it, and the process, for good."""
+        locked SQLite file); a signal still stops it, and the process, for good.
+
+        The embedded API's applies run beside it in a lane (thread) of their own: while the
+        main lane sends an import's chunks, the applies they cause start at once instead of
+        queueing behind the whole send, and SQLite's writes leave the interpreter free meanwhile.
+        """
+        threading.Thread(target=self._apply_lane, args=(interval,), daemon=True).start()
         wait = 0.5
         while True:
             started = time.monotonic()
             try:
-                call_command("db_worker", interval=interval, reload=False, startup_delay=False)
+                call_command(
+                    "db_worker",
+                    queue_name="default",
+                    interval=interval,
+                    reload=False,
+                    startup_delay=False,
+                )
                 return
             except DATABASE_DOWN as exc:
                 if time.monotonic() - started > 60:
@@ -64,6 +77,40 @@ class Command(BaseCommand):
                 logger.warning(
                     "database unavailable (%s); the worker tries again in %.1f s", _line(exc), wait
                 )
+            _drop_connections()
+            time.sleep(wait)
+            wait = min(MAX_OUTAGE_WAIT, wait * 2)
+
+    def _apply_lane(self, interval: float) -> None:
+        """The "audiences" queue's worker, kept running through database outages."""
+        from django_tasks_db.management.commands.db_worker import Worker
+
+        wait = 0.5
+        while True:
+            lane = Worker(
+                queue_names=["audiences"],
+                interval=interval,
+                batch=False,
+                backend_name="default",
+                startup_delay=False,
+                max_tasks=None,
+                worker_id=get_random_string(32),
+                excluded_queue_names=[],
+            )
+            started = time.monotonic()
+            try:
+                lane.run()
+                return
+            except DATABASE_DOWN as exc:
+                if time.monotonic() - started > 60:
+                    wait = 0.5  # it ran well for a while: a new outage
+                logger.warning(
+                    "database unavailable (%s); the apply lane tries again in %.1f s",
+                    _line(exc),
+                    wait,
+                )
+            except Exception:
+                logger.exception("the apply lane stopped; starting it again in %.1f s", wait)
             _drop_connections()
             time.sleep(wait)
             wait = min(MAX_OUTAGE_WAIT, wait * 2)
