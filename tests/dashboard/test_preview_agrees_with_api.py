@@ -123,10 +123,10 @@ def items_as_sent(imp: Import) -> list[dict[str, Any]]:
             action = action.lower() if action.lower() in rules.ACTIONS else action
             item: dict[str, Any] = {"action": action, "id": cells[validator.id_column]}
             attributes = {}
-            for column, key, kind, separator, _ in validator.attributes:
+            for column, key, convert_cell, _ in validator.attributes:
                 cell = cells[column].strip()
                 if cell and action != "remove":
-                    value, why = mapping.convert(cell, kind, separator)
+                    value, why = (cell, None) if convert_cell is None else convert_cell(cell)
                     if value != []:
                         attributes[key] = cell if why else value
             if attributes:

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from audiences import rules
 from audiences.models import Operation
-from dashboard import mapping
 from dashboard.validation import RowValidator
 
 FUZZ = settings(
@@ -293,10 +292,10 @@ def _item_of(cells: tuple[str, ...], validator: RowValidator) -> tuple[dict[str,
     action = action.lower() if action.lower() in rules.ACTIONS else action
     item: dict[str, Any] = {"action": action, "id": cells[0]}
     unconverted, values = set(), {}
-    for column, key, kind, separator, header in validator.attributes:
+    for column, key, convert_cell, header in validator.attributes:
         cell = cells[column].strip()
         if cell and action != "remove":
-            value, why = mapping.convert(cell, kind, separator)
+            value, why = (cell, None) if convert_cell is None else convert_cell(cell)
             if why:
                 unconverted.add(header)
             elif value != []:
