@@ -95,6 +95,11 @@ def prepare(import_id: int) -> None:
     others = min(settings.IMPORT_SEND_WORKERS, Chunk.objects.filter(import_run=imp).count()) - 1
     for _ in range(others):
         _enqueue(send_chunks, imp.pk)
+    # Noting each row's chunk (for the ID's history) is left out of the cut, so sending starts
+    # at once: here, beside the other senders, a chunk a transaction; a chunk this misses (its
+    # worker was killed) is noted when the API accepts it.
+    for chunk in Chunk.objects.filter(import_run=imp).order_by("number"):
+        _note_rows(chunk)
     send(imp.pk)
 
 
@@ -120,14 +125,30 @@ def _cut(imp: Import) -> None:
     if count:
         chunks.append(_chunk(imp, len(chunks) + 1, first, last, count))
     Chunk.objects.bulk_create(chunks)
-    for chunk in chunks:
-        ImportRow.objects.filter(
-            import_run=imp,
-            row_number__gte=chunk.first_row,
-            row_number__lte=chunk.last_row,
-            has_problems=False,
-            superseded=False,
-        ).update(chunk_number=chunk.number)
+
+
+def _chunk_rows(chunk: Chunk) -> Any:
+    """The chunk's rows: the valid rows of its range (the cut made the ranges)."""
+    return ImportRow.objects.filter(
+        import_run_id=chunk.import_run_id,
+        row_number__gte=chunk.first_row,
+        row_number__lte=chunk.last_row,
+        has_problems=False,
+        superseded=False,
+    )
+
+
+def _rows_noted(chunk: Chunk) -> bool:
+    """Whether the chunk's rows carry its number: one update marks them all, so its last row
+    (always one of its valid rows) tells."""
+    return ImportRow.objects.filter(
+        import_run_id=chunk.import_run_id, row_number=chunk.last_row, chunk_number=chunk.number
+    ).exists()
+
+
+def _note_rows(chunk: Chunk) -> None:
+    """Mark the chunk's rows with its number; nothing to do when they are already."""
+    _chunk_rows(chunk).filter(chunk_number__isnull=True).update(chunk_number=chunk.number)
 
 
 def _chunk(imp: Import, number: int, first: int, last: int, count: int) -> Chunk:
@@ -173,12 +194,7 @@ def api_item(custom_id: str, action: str, attributes: str, *, replace: bool) -> 
 
 
 def _rows_of(chunk: Chunk) -> Any:
-    return ImportRow.objects.filter(
-        import_run_id=chunk.import_run_id,
-        row_number__gte=chunk.first_row,
-        row_number__lte=chunk.last_row,
-        chunk_number=chunk.number,
-    ).values_list("custom_id", "action", "attributes")
+    return _chunk_rows(chunk).values_list("custom_id", "action", "attributes")
 
 
 def items_of(chunk: Chunk) -> list[dict[str, Any]]:
@@ -275,15 +291,18 @@ def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
             _audit_chunk_failure(imp, chunk, "CLIENT_ERROR", str(error))
         return
     now = timezone.now()
-    Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
-        state=Chunk.ACCEPTED,
-        token=token,
-        accepted_at=now,
-        lease_until=None,
-        next_poll_at=now + timedelta(milliseconds=300),
-        error_code="",
-        error_message="",
-    )
+    with transaction.atomic():
+        Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
+            state=Chunk.ACCEPTED,
+            token=token,
+            accepted_at=now,
+            lease_until=None,
+            next_poll_at=now + timedelta(milliseconds=300),
+            error_code="",
+            error_message="",
+        )
+        if not _rows_noted(chunk):
+            _note_rows(chunk)
 
 
 # --- Polling --------------------------------------------------------------------------------------

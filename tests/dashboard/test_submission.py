@@ -129,6 +129,28 @@ def test_a_chunk_goes_out_as_exactly_its_items(
     ) in sent
 
 
+def test_rows_a_killed_worker_left_unnoted_are_noted_when_their_chunk_is_accepted(
+    marketer, connection, vip, work
+):
+    connection.chunk_size = 2
+    connection.save()
+    imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3", "bad id ,4"])
+    submission.submit(imp)
+    # The worker cut the chunks and was killed before noting any row's chunk.
+    submission._cut(imp)
+    assert not imp.importrow_set.filter(chunk_number__isnull=False).exists()
+    submission.send(imp.pk)
+    noted = dict(imp.importrow_set.values_list("custom_id", "chunk_number"))
+    assert noted == {"a": 1, "b": 1, "c": 2, "bad id ": None}
+    work()
+    # The ID's history (the support page's timeline) finds the row in its chunk.
+    from dashboard import history
+
+    (entry,) = history.timeline(connection, "c")
+    assert entry["import"] == imp and entry["chunk"].number == 2
+    assert entry["chunk"].state == "applied" and entry["attributes"] == {"age": 3}
+
+
 def test_replace_sends_the_replace_first_then_adds(marketer, connection, vip, work):
     connection.client().update("vip", [{"action": "add", "id": "old"}])
     work()

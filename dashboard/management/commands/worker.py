@@ -30,6 +30,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=0.2, help="Queue poll interval (db)")
         parser.add_argument("--sweep-every", type=float, default=10.0)
+        parser.add_argument(
+            "--lanes",
+            type=int,
+            default=2,
+            help="Tasks of the dashboard's queue run at once (db); the API's applies have a lane "
+            "of their own besides",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         sweeper = threading.Thread(
@@ -48,17 +55,21 @@ class Command(BaseCommand):
                 verbosity=0 if quiet else 1,
             )
         else:
-            self._run_db_worker(options["interval"])
+            self._run_db_worker(options["interval"], max(1, options["lanes"]))
 
-    def _run_db_worker(self, interval: float) -> None:
+    def _run_db_worker(self, interval: float, lanes: int) -> None:
         """db_worker, started again whenever the database drops it (it stops on any error but a
         locked SQLite file); a signal still stops it, and the process, for good.
 
         The embedded API's applies run beside it in a lane (thread) of their own: while the
         main lane sends an import's chunks, the applies they cause start at once instead of
         queueing behind the whole send, and SQLite's writes leave the interpreter free meanwhile.
+        With more than one lane for the dashboard's queue, two senders share an import's chunks
+        (each claims its own), so the server always has the next call while it answers one.
         """
-        threading.Thread(target=self._apply_lane, args=(interval,), daemon=True).start()
+        threading.Thread(target=self._lane, args=("audiences", interval), daemon=True).start()
+        for _ in range(lanes - 1):
+            threading.Thread(target=self._lane, args=("default", interval), daemon=True).start()
         wait = 0.5
         while True:
             started = time.monotonic()
@@ -81,14 +92,14 @@ class Command(BaseCommand):
             time.sleep(wait)
             wait = min(MAX_OUTAGE_WAIT, wait * 2)
 
-    def _apply_lane(self, interval: float) -> None:
-        """The "audiences" queue's worker, kept running through database outages."""
+    def _lane(self, queue: str, interval: float) -> None:
+        """One more worker of that queue, in a thread, kept running through database outages."""
         from django_tasks_db.management.commands.db_worker import Worker
 
         wait = 0.5
         while True:
             lane = Worker(
-                queue_names=["audiences"],
+                queue_names=[queue],
                 interval=interval,
                 batch=False,
                 backend_name="default",
@@ -105,12 +116,13 @@ class Command(BaseCommand):
                 if time.monotonic() - started > 60:
                     wait = 0.5  # it ran well for a while: a new outage
                 logger.warning(
-                    "database unavailable (%s); the apply lane tries again in %.1f s",
+                    "database unavailable (%s); the %s lane tries again in %.1f s",
                     _line(exc),
+                    queue,
                     wait,
                 )
             except Exception:
-                logger.exception("the apply lane stopped; starting it again in %.1f s", wait)
+                logger.exception("the %s lane stopped; starting it again in %.1f s", queue, wait)
             _drop_connections()
             time.sleep(wait)
             wait = min(MAX_OUTAGE_WAIT, wait * 2)
