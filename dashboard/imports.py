@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import secrets
 import tempfile
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import timedelta
 from typing import IO, Any
 
@@ -21,7 +25,7 @@ from django.core.files import File
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from dashboard import audit, csvfiles, mapping
+from dashboard import audit, csvfiles, mapping, validation
 from dashboard.models import Connection, Import, ImportProblem, ImportRow
 from dashboard.validation import RowValidator
 
@@ -197,6 +201,56 @@ _INSERT_PROBLEM = (
 )
 
 
+class _Validator:
+    """Validates batches of records, in this process or, for a big file, in a pool of processes
+    (the rules are pure Python: one process is one core); results come back in file order."""
+
+    PART = 2_000  # records per batch sent to a pool process
+
+    def __init__(self, imp: Import, processes: int) -> None:
+        self.import_id = imp.pk
+        self.here = RowValidator(imp.columns, imp.mapping, imp.mode)
+        self.pool: ProcessPoolExecutor | None = None
+        if processes > 1:
+            self.pool = ProcessPoolExecutor(
+                max_workers=processes,
+                # A new interpreter, not a fork: the worker has threads (lanes, sweeps) and open
+                # database connections that a forked child must not inherit.
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=validation._pool_start,
+                initargs=(imp.columns, imp.mapping, imp.mode, imp.pk),
+            )
+        self.ahead = 3 * processes
+        self.pending: deque[tuple[Future[Any], int]] = deque()
+
+    def submit(self, records: list[tuple[int, list[str]]], position: int) -> Iterator[tuple]:
+        """Hand over a batch; yields (rows, problems, file position) of the batches done."""
+        if self.pool is None:
+            yield (*validation.validate_records(self.here, self.import_id, records), position)
+            return
+        self.pending.append((self.pool.submit(validation._pool_validate, records), position))
+        while len(self.pending) > self.ahead:
+            yield self._next()
+
+    def drain(self) -> Iterator[tuple]:
+        while self.pending:
+            yield self._next()
+
+    def _next(self) -> tuple:
+        future, position = self.pending.popleft()
+        return (*future.result(), position)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _processes(imp: Import) -> int:
+    if imp.size < settings.IMPORT_VALIDATION_PARALLEL_BYTES:
+        return 1  # starting the pool would cost more than it saves
+    return settings.IMPORT_VALIDATION_PROCESSES
+
+
 def run_validation(import_id: int) -> None:
     """Validate every row of the import (the worker's task); safe to run again."""
     run = secrets.token_hex(8)
@@ -208,39 +262,40 @@ def run_validation(import_id: int) -> None:
     imp = Import.objects.get(pk=import_id)
     ImportRow.objects.filter(import_run_id=imp.pk).delete()
     ImportProblem.objects.filter(import_run_id=imp.pk).delete()
-    validator = RowValidator(imp.columns, imp.mapping, imp.mode)
     rows: list[tuple[Any, ...]] = []
     problems: list[tuple[Any, ...]] = []
+
+    def store(done: Iterator[tuple]) -> bool:
+        """Keep the validated batches, storing every BATCH rows; False once no longer ours."""
+        for batch_rows, batch_problems, position in done:
+            rows.extend(batch_rows)
+            problems.extend(batch_problems)
+            if len(rows) >= BATCH and not _flush(imp, rows, problems, position):
+                return False  # cancelled, or taken over by another worker
+        return True
+
+    validator = _Validator(imp, _processes(imp))
     try:
         with imp.file.open("rb") as handle:
             stream, raw_file = csvfiles.open_binary(handle)  # type: ignore[arg-type]
             records = csvfiles.iter_rows(stream, imp.encoding, imp.delimiter)
-            pk = imp.pk
+            part: list[tuple[int, list[str]]] = []
             # The header is the first record that is not blank (blank lines may precede it).
             header_pending = imp.has_header
-            for number, cells in records:
+            for record in records:
                 if header_pending:
                     header_pending = False
                     continue
-                result = validator(cells)
-                custom_id = result.custom_id
-                if result.problems:
-                    custom_id = _storable(custom_id)
-                rows.append(
-                    (
-                        pk,
-                        number,
-                        custom_id,
-                        result.action,
-                        result.attributes.decode(),
-                        bool(result.problems),
-                        False,
-                    )
-                )
-                for p in result.problems:
-                    problems.append((pk, number, p.column, _storable(p.value), p.code, p.message))
-                if len(rows) >= BATCH and not _flush(imp, rows, problems, raw_file.tell()):
-                    return  # cancelled, or taken over by another worker
+                part.append(record)
+                if len(part) >= _Validator.PART:
+                    if not store(validator.submit(part, raw_file.tell())):
+                        return
+                    part = []
+            # (The reader closed the file once it was read to the end.)
+            if part and not store(validator.submit(part, imp.size)):
+                return
+            if not store(validator.drain()):
+                return
     except csvfiles.FileProblem as problem:
         _fail(imp, str(problem))
         return
@@ -258,18 +313,11 @@ def run_validation(import_id: int) -> None:
             "Validation stopped on an unexpected error (it was logged). Try again, or upload the file again.",
         )
         return
+    finally:
+        validator.close()
     if not _flush(imp, rows, problems, imp.size):
         return
     _finish(imp)
-
-
-def _storable(text: str) -> str:
-    """A cell as it can be stored: PostgreSQL's text holds no NUL, shown as U+2400 (␀) instead.
-
-    Only a cell with a problem can hold one (the rules refuse control characters), and it is
-    stored for the problem pages and the error report only.
-    """
-    return text.replace("\x00", "\u2400") if "\x00" in text else text
 
 
 def _mine(imp: Import) -> Any:

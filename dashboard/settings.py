@@ -181,6 +181,14 @@ IMPORT_SEND_LEASE = env_int("IMPORT_SEND_LEASE", 300, minimum=1)
 IMPORT_VALIDATION_LEASE = env_int("IMPORT_VALIDATION_LEASE", 60, minimum=1)
 # How many workers may send one import's chunks at once (the connection's pace still holds).
 IMPORT_SEND_WORKERS = env_int("IMPORT_SEND_WORKERS", 4, minimum=1)
+# A file of at least IMPORT_VALIDATION_PARALLEL_BYTES is validated by this many processes
+# (the worker reads and stores; they check the rows); 1 validates in the worker alone.
+IMPORT_VALIDATION_PROCESSES = env_int(
+    "IMPORT_VALIDATION_PROCESSES", min(2, os.cpu_count() or 1), minimum=1
+)
+IMPORT_VALIDATION_PARALLEL_BYTES = env_int(
+    "IMPORT_VALIDATION_PARALLEL_BYTES", 4 * 1024 * 1024, minimum=0
+)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "audiences@localhost")
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "uploads")))

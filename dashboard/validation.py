@@ -6,6 +6,7 @@ send, so the preview and the API can't disagree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import orjson
@@ -139,3 +140,57 @@ def _after_path(problem: rules.Problem) -> str:
     """The rule's message without its leading 'path: ' (the page shows the column instead)."""
     prefix = problem.path + ": "
     return problem.message[len(prefix) :] if problem.message.startswith(prefix) else problem.message
+
+
+# --- Rows as they are stored --------------------------------------------------------------------
+
+
+def storable(text: str) -> str:
+    """A cell as it can be stored: PostgreSQL's text holds no NUL, shown as U+2400 (␀) instead.
+
+    Only a cell with a problem can hold one (the rules refuse control characters), and it is
+    stored for the problem pages and the error report only.
+    """
+    return text.replace("\x00", "\u2400") if "\x00" in text else text
+
+
+def validate_records(
+    validator: RowValidator, import_id: int, records: Iterable[tuple[int, list[str]]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The import rows and problems rows (as inserted) of these (record number, cells)."""
+    rows: list[tuple[Any, ...]] = []
+    problems: list[tuple[Any, ...]] = []
+    for number, cells in records:
+        result = validator(cells)
+        custom_id = result.custom_id
+        if result.problems:
+            custom_id = storable(custom_id)
+            for p in result.problems:
+                problems.append((import_id, number, p.column, storable(p.value), p.code, p.message))
+        rows.append(
+            (
+                import_id,
+                number,
+                custom_id,
+                result.action,
+                result.attributes.decode(),
+                bool(result.problems),
+                False,
+            )
+        )
+    return rows, problems
+
+
+# In a validation pool's process: the import's validator, made once by _pool_start.
+_pool: dict[str, Any] = {}
+
+
+def _pool_start(columns: list[str], mapping: dict[str, Any], mode: str, import_id: int) -> None:
+    _pool["validator"] = RowValidator(columns, mapping, mode)
+    _pool["import_id"] = import_id
+
+
+def _pool_validate(
+    records: list[tuple[int, list[str]]],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    return validate_records(_pool["validator"], _pool["import_id"], records)

@@ -420,3 +420,50 @@ def test_memory_stays_flat_whatever_the_file_size(marketer, connection, monkeypa
 
     small, large = peak(2_000), peak(20_000)
     assert large < 1.5 * small, (small, large)  # ten times the rows, about the same memory
+
+
+def _mixed_file(rows: int) -> bytes:
+    lines = [",".join(COLUMNS)]
+    for i in range(rows):
+        cells = list(GOOD)
+        cells[0] = f"{i % (rows - 50):06d}"  # the last 50 rows repeat earlier IDs
+        if i % 97 == 0:
+            cells[2] = "forty"
+        if i % 89 == 0:
+            cells[0] = " padded"
+        if i % 83 == 0:
+            cells[4] = "31/12/2024"
+        cells[1] = f"name {i}"
+        lines.append(",".join(cells))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_big_file_validated_by_a_pool_of_processes_is_stored_as_by_one(
+    marketer, connection, work, settings
+):
+    """Past IMPORT_VALIDATION_PARALLEL_BYTES, processes of their own check the rows: the rows,
+    problems, totals and progress are exactly what the worker alone makes of the same file."""
+    content = _mixed_file(9_000)
+    mapping = {"attributes": {i + 1: (a["type"], a["name"]) for i, a in enumerate(ATTRIBUTES)}}
+
+    def outcome(imp: Import) -> tuple:
+        rows = [
+            (r.row_number, r.custom_id, r.action, r.attributes, r.has_problems, r.superseded)
+            for r in rows_of(imp)
+        ]
+        totals = (imp.state, imp.total_rows, imp.problem_rows, imp.superseded_rows, imp.valid_rows)
+        return rows, problems_of(imp), totals, imp.progress_bytes
+
+    settings.IMPORT_VALIDATION_PROCESSES = 1
+    alone = import_file(marketer, connection, work, content, mapping=mapping)
+    settings.IMPORT_VALIDATION_PROCESSES = 2
+    settings.IMPORT_VALIDATION_PARALLEL_BYTES = 0
+    pooled = import_file(marketer, connection, work, content, mapping=mapping)
+    assert imports._processes(pooled) == 2
+    assert outcome(pooled) == outcome(alone)
+    rows, problems, totals, _ = outcome(pooled)
+    assert totals[0] == "validated" and totals[1] == 9_000 and totals[3] >= 50
+    assert {code for _, _, _, code, _ in problems} == {
+        "INVALID_ID",
+        "INVALID_ATTRIBUTE_VALUE",
+    }
