@@ -347,8 +347,52 @@ def attribute_value(key: AttributeKey, value: Any) -> tuple[Any, str | None]:
     )
 
 
+def _valid_as_is(kind: str, value: Any) -> bool:
+    """True for the common valid values, which are stored as they are; anything else gets the
+    full check of attribute_value (which has the last word)."""
+    cls = value.__class__
+    if kind == "plain":
+        return (
+            (cls is str and 0 < len(value) <= MAX_STRING)
+            or (cls is int and MIN_INT <= value <= MAX_INT)
+            or (cls is float and math.isfinite(value))
+            or (
+                cls is list
+                and 0 < len(value) <= MAX_ARRAY_ITEMS
+                and all(item.__class__ is str and 0 < len(item) <= MAX_STRING for item in value)
+            )
+        )
+    if cls is not str:
+        return False
+    if kind == "date":  # already YYYY-MM-DDTHH:MM:SSZ
+        return _SIMPLE_UTC_RE.fullmatch(value) is not None and _is_date_time(value)
+    # What url_problem accepts without urlsplit.
+    return (
+        len(value) <= MAX_URL
+        and _PLAIN_URL_RE.fullmatch(value) is not None
+        and not _URL_BAD_CHAR_RE.search(value)
+    )
+
+
+# The keys of an attributes object whose names were found valid (and distinct), with each
+# one's kind: a file's rows, and a call's items, carry the same few sets of keys over and over.
+_valid_keys: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+
+
 def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str, Any] | None:
     """Validate an ``attributes`` object; returns it normalised, or None if it had problems."""
+    if attributes.__class__ is dict:
+        known = _valid_keys.get(tuple(attributes))
+        if known is not None:
+            for key, kind in known:
+                if not _valid_as_is(kind, attributes[key]):
+                    break
+            else:
+                return attributes  # valid names, and every value stored as it is
+    return _check_attributes(attributes, path, problems)
+
+
+def _check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str, Any] | None:
     if not isinstance(attributes, dict):
         problems.add(
             path,
@@ -356,20 +400,21 @@ def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str
             f"{path}: {show(attributes)} is {_json_type(attributes)}; attributes must be an object",
         )
         return None
-    ok = True
+    ok = names_ok = True
     if len(attributes) > MAX_ATTRIBUTES:
-        ok = False
+        ok = names_ok = False
         problems.add(
             path,
             "TOO_MANY_ATTRIBUTES",
             f"{path}: has {len(attributes)} attributes, more than the 15 allowed",
         )
     bases: dict[str, str] = {}
+    kinds: list[tuple[str, str]] = []
     changed: dict[str, Any] = {}
     for key, value in attributes.items():
         parsed = _key_cache.get(key) or parse_attribute_key(key)
         if parsed.__class__ is not AttributeKey:
-            ok = False
+            ok = names_ok = False
             problems.add(
                 f"{path}.{key}",
                 "INVALID_ATTRIBUTE_NAME",
@@ -378,7 +423,7 @@ def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str
             continue
         base = parsed.base  # type: ignore[union-attr]
         if base in bases:
-            ok = False
+            ok = names_ok = False
             problems.add(
                 f"{path}.{key}",
                 "INVALID_ATTRIBUTE_NAME",
@@ -387,31 +432,10 @@ def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str
             )
             continue
         bases[base] = key
-        # Fast paths for the common valid values; anything else gets the full check.
         kind = parsed.kind  # type: ignore[union-attr]
-        cls = value.__class__
-        if kind == "plain":
-            if (
-                (cls is str and 0 < len(value) <= MAX_STRING)
-                or (cls is int and MIN_INT <= value <= MAX_INT)
-                or (cls is float and math.isfinite(value))
-                or (
-                    cls is list
-                    and 0 < len(value) <= MAX_ARRAY_ITEMS
-                    and all(item.__class__ is str and 0 < len(item) <= MAX_STRING for item in value)
-                )
-            ):
-                continue
-        elif cls is str:
-            if kind == "date":
-                if _SIMPLE_UTC_RE.fullmatch(value) and _is_date_time(value):
-                    continue  # already YYYY-MM-DDTHH:MM:SSZ
-            elif (
-                len(value) <= MAX_URL
-                and _PLAIN_URL_RE.fullmatch(value)
-                and not _URL_BAD_CHAR_RE.search(value)
-            ):
-                continue  # what url_problem accepts without urlsplit
+        kinds.append((key, kind))
+        if _valid_as_is(kind, value):
+            continue
         stored, why = attribute_value(parsed, value)  # type: ignore[arg-type]
         if why:
             ok = False
@@ -420,6 +444,8 @@ def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str
             )
         elif stored is not value:
             changed[key] = stored
+    if names_ok and len(_valid_keys) < 1_000:
+        _valid_keys[tuple(attributes)] = tuple(kinds)
     if not ok:
         return None
     if changed:
@@ -463,6 +489,27 @@ def _unknown(problems: Problems, path: str, allowed: Iterable[str]) -> None:
 
 
 def _check_item(raw: Any, index: int, replace: bool, problems: Problems) -> Item | None:
+    # The common shapes first: a valid plain ID, the action given (or none, for a replace),
+    # attributes or not, nothing else. Anything else, valid or not, goes the long way.
+    if raw.__class__ is dict:
+        custom_id = raw.get("id")
+        if (
+            custom_id.__class__ is str
+            and 0 < len(custom_id) <= MAX_ID_LENGTH  # type: ignore[arg-type]
+            and _plain_id(custom_id)  # type: ignore[arg-type]
+        ):
+            size = len(raw)
+            action = "add" if replace else raw.get("action")
+            if action == "add":
+                given = size - (1 if replace else 2)  # keys besides id (and action)
+                if given == 0:
+                    return Item("add", custom_id, {})  # type: ignore[arg-type]
+                attributes = raw.get("attributes")
+                if given == 1 and attributes.__class__ is dict:
+                    normal = check_attributes(attributes, f"ids[{index}].attributes", problems)
+                    return None if normal is None else Item("add", custom_id, normal)  # type: ignore[arg-type]
+            elif action == "remove" and size == 2:
+                return Item("remove", custom_id, None)  # type: ignore[arg-type]
     path = f"ids[{index}]"
     if not isinstance(raw, dict):
         problems.add(

@@ -108,6 +108,8 @@ def validate(args: argparse.Namespace) -> None:
                 "store_seconds": stored - started,
                 "validate_seconds": finished - stored,
                 "peak_mb": proc.own_peak_mb(),
+                # The validation pool's processes (ended and reaped by now): the largest.
+                "pool_peak_mb": proc.children_peak_mb(),
                 "state": imp.state,
                 "error": imp.error,
                 "total_rows": imp.total_rows,
