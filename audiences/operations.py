@@ -6,6 +6,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 import orjson
 from django.db import IntegrityError, connection, transaction
@@ -167,9 +168,12 @@ def apply_pending(audience_id: int) -> int:
     Each operation is applied in one transaction that holds the audience's row lock, together
     with its state change, so a worker killed at any moment leaves either nothing or the whole
     operation done, and two workers never apply the same audience at once. Safe to run twice.
+    The rows to write are made ready before the transaction: on SQLite it holds the only write
+    lock, which every web request and worker waits for meanwhile.
     """
     applied = 0
     while True:
+        ready = _ready_rows(audience_id)
         with transaction.atomic():
             audience = Audience.objects.select_for_update().filter(pk=audience_id).first()
             if audience is None:
@@ -180,13 +184,41 @@ def apply_pending(audience_id: int) -> int:
                 continue
             operation = (
                 Operation.objects.filter(audience_id=audience_id, state=IN_PROGRESS)
+                .defer("payload")
                 .order_by("id")
                 .first()
             )
             if operation is None:
                 return applied
-            _apply(audience, operation)
+            if ready is None or ready[0] != operation.pk:
+                ready = _ready_rows(audience_id, operation.pk)  # another worker went first
+            _apply(audience, operation, ready[1])
             applied += 1
+
+
+def _ready_rows(audience_id: int, operation_id: int | None = None) -> tuple[int, Any] | None:
+    """(id, rows) of the audience's next pending operation (or of that one): its adds as
+    upsert rows in ID order, and its removed IDs; None when there is none."""
+    pending = Operation.objects.filter(audience_id=audience_id, state=IN_PROGRESS)
+    if operation_id is not None:
+        pending = pending.filter(pk=operation_id)
+    found = pending.order_by("id").values_list("id", "payload").first()
+    if found is None:
+        return None
+    pk, payload = found
+    rows = orjson.loads(payload) if payload else []
+    stamp = connection.ops.adapt_datetimefield_value(timezone.now())
+    dumps = orjson.dumps
+    # In ID order: neighbouring keys share index pages, so each page is read and written once
+    # per operation rather than once per ID. The payload's IDs are distinct.
+    rows.sort(key=lambda row: row[1])
+    adds = [
+        (audience_id, cid, dumps(attrs).decode(), stamp, stamp, pk)
+        for action, cid, attrs in rows
+        if action == "add"
+    ]
+    removes = [(cid, audience_id) for action, cid, _ in rows if action == "remove"]
+    return pk, (adds, removes)
 
 
 def _members_among(cursor, audience_id: int, ids: list[str]) -> int:  # type: ignore[no-untyped-def]
@@ -199,21 +231,11 @@ def _members_among(cursor, audience_id: int, ids: list[str]) -> int:  # type: ig
     return found
 
 
-def _apply(audience: Audience, operation: Operation) -> None:
+def _apply(audience: Audience, operation: Operation, ready: tuple[list, list]) -> None:
     now = timezone.now()
     if operation.kind in (Operation.UPDATE, Operation.REPLACE):
-        rows = orjson.loads(operation.payload) if operation.payload else []
-        stamp = connection.ops.adapt_datetimefield_value(now)
-        dumps = orjson.dumps
+        adds, removes = ready
         pk, op = audience.pk, operation.pk
-        # In ID order: neighbouring keys share index pages, so each page is read and written
-        # once per operation rather than once per ID. The payload's IDs are distinct.
-        rows.sort(key=lambda row: row[1])
-        adds = [
-            (pk, cid, dumps(attrs).decode(), stamp, stamp, op)
-            for action, cid, attrs in rows
-            if action == "add"
-        ]
         with connection.cursor() as cursor:
             if operation.kind == Operation.REPLACE:
                 if adds:
@@ -225,7 +247,6 @@ def _apply(audience: Audience, operation: Operation) -> None:
                 audience.replaced_below = op
                 audience.nb_ids = len(adds)  # exactly the replace's own IDs are left
             else:
-                removes = [(cid, pk) for action, cid, _ in rows if action == "remove"]
                 # The count moves by the IDs that were not members yet and the removed ones
                 # that were: counting the whole audience after each call grows with its size.
                 new = len(adds) - _members_among(cursor, pk, [row[1] for row in adds])

@@ -347,10 +347,11 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
             return
         state = None  # a passing failure: ask again later
     if state in FINAL_STATES:
-        Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
-            state=Chunk.APPLIED if state == "APPLIED" else Chunk.REPLACED, applied_at=now
-        )
-        AudienceSnapshot.note(imp.connection, imp.audience_name, answer.get("nb_ids"))
+        with transaction.atomic():  # one write (on SQLite, one wait for the write lock)
+            Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
+                state=Chunk.APPLIED if state == "APPLIED" else Chunk.REPLACED, applied_at=now
+            )
+            AudienceSnapshot.note(imp.connection, imp.audience_name, answer.get("nb_ids"))
         _settle(imp.pk)
         return
     if state is not None and state not in IN_PROGRESS_STATES:

@@ -1,0 +1,57 @@
+"""The applies' queue: one waiting apply of an audience serves every call accepted before it
+starts."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+
+from audiences.models import Audience, Member, Operation
+from audiences.tasks import apply_operations
+
+pytestmark = pytest.mark.skipif(
+    settings.TASK_BACKEND != "db", reason="the database queue (TASK_BACKEND=db)"
+)
+
+
+def _waiting() -> list[list[int]]:
+    from django_tasks_db.models import DBTaskResult
+
+    return [
+        job["args"]
+        for job in DBTaskResult.objects.ready()
+        .filter(queue_name="audiences")
+        .values_list("args_kwargs", flat=True)
+    ]
+
+
+def test_calls_accepted_while_an_apply_waits_queue_no_other(
+    api, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        api.create("vip")
+        api.create("news")
+    vip, news = (Audience.objects.get(name=n).pk for n in ("vip", "news"))
+    assert sorted(_waiting()) == [[vip], [news]]
+    for n in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            api.update("vip", [{"action": "add", "id": f"u{n}", "attributes": {"n": n}}])
+            api.update("news", [{"action": "add", "id": f"u{n}"}])
+    assert sorted(_waiting()) == [[vip], [news]]  # still one each: they will see every call
+
+    # The worker starts the waiting applies: each applies every call of its audience.
+    from django_tasks_db.models import DBTaskResult
+
+    for job in DBTaskResult.objects.ready().filter(queue_name="audiences"):
+        job.claim("lane")
+        assert apply_operations.call(*job.args_kwargs["args"]) == 4  # the create, 3 updates
+        job.set_successful(4)
+    assert not _waiting()
+    assert not Operation.objects.filter(state="IN_PROGRESS").exists()
+    assert Member.objects.filter(audience_id=vip).count() == 3
+    assert api.view("news")["nb_ids"] == 3
+
+    # Once an apply has run, the next call queues a new one.
+    with django_capture_on_commit_callbacks(execute=True):
+        api.update("vip", [{"action": "remove", "id": "u0"}])
+    assert _waiting() == [[vip]]
