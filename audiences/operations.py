@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import zlib
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -70,8 +71,18 @@ def _enqueue_after_commit(audience_id: int) -> None:
 
 
 def encode_items(items: Iterable[rules.Item]) -> tuple[bytes, int]:
+    """The payload stored with an operation: its de-duplicated items, compressed (a few times
+    smaller for the price of a few milliseconds, and so less to write while holding the lock)."""
     rows = [[item.action, item.id, item.attributes] for item in rules.last_wins(items)]
-    return orjson.dumps(rows), len(rows)
+    return zlib.compress(orjson.dumps(rows), 1), len(rows)
+
+
+def decode_items(payload: bytes | None) -> list[list[Any]]:
+    if not payload:
+        return []
+    payload = bytes(payload)  # PostgreSQL hands back a memoryview
+    # Payloads stored before they were compressed are the JSON array itself.
+    return orjson.loads(payload if payload[:1] == b"[" else zlib.decompress(payload))
 
 
 def _accept(project: Project, key: str | None, write) -> Operation:  # type: ignore[no-untyped-def]
@@ -206,7 +217,7 @@ def _ready_rows(audience_id: int, operation_id: int | None = None) -> tuple[int,
     if found is None:
         return None
     pk, payload = found
-    rows = orjson.loads(payload) if payload else []
+    rows = decode_items(payload)
     stamp = connection.ops.adapt_datetimefield_value(timezone.now())
     dumps = orjson.dumps
     # In ID order: neighbouring keys share index pages, so each page is read and written once

@@ -1,5 +1,5 @@
-"""The applies' queue: one waiting apply of an audience serves every call accepted before it
-starts."""
+"""Accepted calls waiting to be applied: their stored payload, and the applies' queue (one
+waiting apply of an audience serves every call accepted before it starts)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.conf import settings
 from audiences.models import Audience, Member, Operation
 from audiences.tasks import apply_operations
 
-pytestmark = pytest.mark.skipif(
+db_queue_only = pytest.mark.skipif(
     settings.TASK_BACKEND != "db", reason="the database queue (TASK_BACKEND=db)"
 )
 
@@ -25,6 +25,7 @@ def _waiting() -> list[list[int]]:
     ]
 
 
+@db_queue_only
 def test_calls_accepted_while_an_apply_waits_queue_no_other(
     api, django_capture_on_commit_callbacks
 ):
@@ -55,3 +56,21 @@ def test_calls_accepted_while_an_apply_waits_queue_no_other(
     with django_capture_on_commit_callbacks(execute=True):
         api.update("vip", [{"action": "remove", "id": "u0"}])
     assert _waiting() == [[vip]]
+
+
+def test_payloads_are_stored_compressed_and_old_plain_ones_still_apply(api, drain):
+    import orjson
+
+    from audiences.operations import decode_items
+
+    api.create("vip")
+    api.update("vip", [{"action": "add", "id": "a", "attributes": {"n": 1}}])
+    op = Operation.objects.get(kind="update")
+    stored = bytes(op.payload)
+    assert not stored.startswith(b"[")
+    assert decode_items(stored) == [["add", "a", {"n": 1}]]
+    # A payload accepted before payloads were compressed: the JSON array itself.
+    Operation.objects.filter(pk=op.pk).update(payload=orjson.dumps([["add", "b", {"n": 2}]]))
+    drain()
+    assert orjson.loads(Member.objects.get(custom_id="b").attributes) == {"n": 2}
+    assert not Member.objects.filter(custom_id="a").exists()
