@@ -45,7 +45,15 @@ def main() -> None:
     from django.utils import timezone
 
     import dashboard.client
-    from dashboard.models import AuditEvent, Chunk, Connection, Import, ImportProblem, ImportRow
+    from dashboard.models import (
+        AuditEvent,
+        Chunk,
+        Connection,
+        Import,
+        ImportProblem,
+        ImportRow,
+        SentRow,
+    )
     from tests.dashboard.conftest import InProcessTransport
 
     def new_session() -> requests.Session:
@@ -114,9 +122,13 @@ def main() -> None:
             action="add",
             attributes='{"age": 1}',
             has_problems=n % 100 == 0,
-            chunk_number=1 + n // 10_000,
         )
         for n in range(100_000)
+    )
+    SentRow.objects.bulk_create(
+        SentRow(import_run=big, row_number=n + 2, custom_id=f"{n:06d}")
+        for n in range(100_000)
+        if n % 100
     )
     ImportProblem.objects.bulk_create(
         ImportProblem(

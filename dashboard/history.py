@@ -6,39 +6,53 @@ nothing of changes made elsewhere (another tool, the API directly): pages that r
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from dashboard import audit, submission
-from dashboard.models import Chunk, Connection, Import, ImportRow
+from dashboard.models import Chunk, Connection, Import, ImportRow, SentRow
 
 DONE = Chunk.DONE
 
 
-def _done_chunks(import_ids: list[int]) -> dict[tuple[int, int], Chunk]:
-    return {
-        (c.import_run_id, c.number): c for c in Chunk.objects.filter(import_run_id__in=import_ids)
-    }
+def _chunks_of(import_ids: list[int]) -> dict[int, list[Chunk]]:
+    found: dict[int, list[Chunk]] = {}
+    for chunk in Chunk.objects.filter(import_run_id__in=import_ids).order_by("first_row"):
+        found.setdefault(chunk.import_run_id, []).append(chunk)
+    return found
+
+
+def _chunk_holding(chunks: list[Chunk], row_number: int) -> Chunk | None:
+    """The chunk whose range holds the row (chunks in row order; ranges never overlap)."""
+    i = bisect.bisect_right([c.first_row for c in chunks], row_number) - 1
+    return chunks[i] if i >= 0 and row_number <= chunks[i].last_row else None
 
 
 def timeline(connection: Connection, custom_id: str) -> list[dict[str, Any]]:
     """Every row this dashboard sent for the ID on that connection, newest first."""
-    rows = list(
-        ImportRow.objects.filter(
-            custom_id=custom_id, chunk_number__isnull=False, import_run__connection=connection
-        ).select_related("import_run__created_by")
+    sent = list(
+        SentRow.objects.filter(custom_id=custom_id, import_run__connection=connection).values_list(
+            "import_run_id", "row_number"
+        )
     )
-    chunks = _done_chunks(sorted({r.import_run_id for r in rows}))
+    if not sent:
+        return []
+    which = Q()
+    for import_id, row_number in sent:
+        which |= Q(import_run_id=import_id, row_number=row_number)
+    rows = list(ImportRow.objects.filter(which).select_related("import_run__created_by"))
+    chunks = _chunks_of(sorted({r.import_run_id for r in rows}))
     entries = []
     for row in rows:
         imp = row.import_run
-        chunk = chunks.get((imp.pk, row.chunk_number))
+        chunk = _chunk_holding(chunks.get(imp.pk, []), row.row_number)
         entries.append(
             {
                 "import": imp,
@@ -76,10 +90,7 @@ def memberships(connection: Connection, custom_id: str) -> list[dict[str, Any]]:
                 import_run__connection=connection,
                 import_run__audience_name=audience,
             )
-            .exclude(
-                import_run__importrow__custom_id=custom_id,
-                import_run__importrow__chunk_number__isnull=False,
-            )
+            .exclude(import_run__sentrow__custom_id=custom_id)
             .exists()
         )
         if later_replace:
@@ -110,19 +121,17 @@ def in_flight_with(
             ImportRow.objects.filter(
                 import_run=imp, custom_id=custom_id, has_problems=False, superseded=False
             )
-            .only("chunk_number")
+            .only("row_number")
             .first()
         )
         if row is None:
             continue
-        if (
-            row.chunk_number is not None
-            and Chunk.objects.filter(
-                import_run=imp,
-                number=row.chunk_number,
-                state__in=(*DONE, Chunk.FAILED, Chunk.CANCELLED),
-            ).exists()
-        ):
+        if Chunk.objects.filter(
+            import_run=imp,
+            first_row__lte=row.row_number,
+            last_row__gte=row.row_number,
+            state__in=(*DONE, Chunk.FAILED, Chunk.CANCELLED),
+        ).exists():
             continue
         found.append(imp)
     return found
@@ -228,9 +237,21 @@ def create_fix(
 
 def _sent_rows(imp: Import) -> Iterator[tuple[str, str, str]]:
     """(id, action, attributes) of the rows of the import whose chunks were applied."""
-    done = list(imp.chunks.filter(state__in=DONE).values_list("number", flat=True))
-    rows = ImportRow.objects.filter(import_run=imp, chunk_number__in=done).order_by("row_number")
-    yield from rows.values_list("custom_id", "action", "attributes").iterator(chunk_size=10_000)
+    done = list(imp.chunks.filter(state__in=DONE).order_by("first_row"))
+    if not done:
+        return
+    rows = ImportRow.objects.filter(
+        import_run=imp,
+        has_problems=False,
+        superseded=False,
+        row_number__gte=done[0].first_row,
+        row_number__lte=done[-1].last_row,
+    ).order_by("row_number")
+    for row_number, *row in rows.values_list(
+        "row_number", "custom_id", "action", "attributes"
+    ).iterator(chunk_size=10_000):
+        if _chunk_holding(done, row_number) is not None:
+            yield tuple(row)  # type: ignore[misc]
 
 
 def state_before(imp: Import) -> dict[str, str]:

@@ -220,21 +220,32 @@ class ImportRow(models.Model):
     attributes = models.TextField(default="{}")  # JSON, exactly as the API item will carry it
     has_problems = models.BooleanField(default=False)
     superseded = models.BooleanField(default=False)
-    chunk_number = models.IntegerField(null=True, blank=True)  # set when submitted
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["import_run", "row_number"], name="import_row_unique")
         ]
-        indexes = [
-            # A user's history: only rows that were sent are indexed, so validating a big file
-            # pays nothing for it.
-            models.Index(
-                fields=["custom_id"],
-                condition=models.Q(chunk_number__isnull=False),
-                name="import_row_sent_id",
-            )
+
+
+class SentRow(models.Model):
+    """A row a submitted import sends: the index of an ID's history (which imports sent it).
+
+    Written once per import, when it is cut into chunks, in ID order: the index takes the whole
+    import in one pass, where noting rows chunk by chunk rewrote most of its pages for each
+    chunk. The row's chunk is the one whose range holds its row number.
+    """
+
+    import_run = models.ForeignKey(
+        Import, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
+    row_number = models.IntegerField()
+    custom_id = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["import_run", "row_number"], name="sent_row_unique")
         ]
+        indexes = [models.Index(fields=["custom_id"], name="sent_row_id")]
 
 
 class ImportProblem(models.Model):

@@ -8,8 +8,8 @@ from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audiences.models import Member
-from dashboard import submission
-from dashboard.models import Import
+from dashboard import history, submission
+from dashboard.models import Import, SentRow
 
 
 def _validated(
@@ -112,9 +112,7 @@ def test_chunks_touch_disjoint_ids(marketer, connection, vip, work):
         ("replace", "id,age", ["a,1", "b,", '"d ""q"" é\\",4']),
     ],
 )
-def test_a_chunk_goes_out_as_exactly_its_items(
-    marketer, connection, vip, work, mode, header, rows
-):
+def test_a_chunk_goes_out_as_exactly_its_items(marketer, connection, vip, work, mode, header, rows):
     """The JSON sent is built from the stored attributes as they are: it must say what the
     items say, escapes included."""
     imp = _validated(marketer, connection, work, rows, mode=mode, header=header)
@@ -129,26 +127,22 @@ def test_a_chunk_goes_out_as_exactly_its_items(
     ) in sent
 
 
-def test_rows_a_killed_worker_left_unnoted_are_noted_when_their_chunk_is_accepted(
-    marketer, connection, vip, work
-):
+def test_the_cut_notes_every_row_it_sends_for_the_ids_history(marketer, connection, vip, work):
     connection.chunk_size = 2
     connection.save()
-    imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3", "bad id ,4"])
+    imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3", "bad id ,4", "a,5"])
     submission.submit(imp)
-    # The worker cut the chunks and was killed before noting any row's chunk.
-    submission._cut(imp)
-    assert not imp.importrow_set.filter(chunk_number__isnull=False).exists()
+    submission._cut(imp)  # one transaction with the chunks: a killed worker leaves neither
+    noted = sorted(SentRow.objects.filter(import_run=imp).values_list("custom_id", "row_number"))
+    assert noted == [("a", 6), ("b", 3), ("c", 4)]  # neither the bad row nor the superseded one
     submission.send(imp.pk)
-    noted = dict(imp.importrow_set.values_list("custom_id", "chunk_number"))
-    assert noted == {"a": 1, "b": 1, "c": 2, "bad id ": None}
     work()
-    # The ID's history (the support page's timeline) finds the row in its chunk.
-    from dashboard import history
-
     (entry,) = history.timeline(connection, "c")
-    assert entry["import"] == imp and entry["chunk"].number == 2
+    assert entry["import"] == imp and entry["chunk"].number == 1
     assert entry["chunk"].state == "applied" and entry["attributes"] == {"age": 3}
+    (entry,) = history.timeline(connection, "a")
+    assert entry["chunk"].number == 2 and entry["attributes"] == {"age": 5}
+    assert history.timeline(connection, "bad id ") == []
 
 
 def test_replace_sends_the_replace_first_then_adds(marketer, connection, vip, work):
