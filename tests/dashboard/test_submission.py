@@ -145,6 +145,22 @@ def test_the_cut_notes_every_row_it_sends_for_the_ids_history(marketer, connecti
     assert history.timeline(connection, "bad id ") == []
 
 
+def test_a_chunk_is_cut_short_of_the_body_limit_counted_in_bytes(
+    marketer, connection, vip, work, monkeypatch
+):
+    long_id = "é" * 100  # 200 bytes of UTF-8, 100 characters
+    rows = [f"{long_id}{i},{i}" for i in range(6)]
+    imp = _validated(marketer, connection, work, rows)
+    item = len(f"{long_id}0".encode()) + len(b'{"age":0}') + 48
+    monkeypatch.setattr(submission, "MAX_BODY_BYTES", 2 * item)
+    submission.submit(imp)
+    submission._cut(imp)
+    assert [c.size for c in imp.chunks.all()] == [2, 2, 2]
+    work()
+    imp.refresh_from_db()
+    assert imp.state == "applied" and len(_members(connection)) == 6
+
+
 def test_replace_sends_the_replace_first_then_adds(marketer, connection, vip, work):
     connection.client().update("vip", [{"action": "add", "id": "old"}])
     work()
