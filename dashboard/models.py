@@ -242,9 +242,8 @@ class SentRow(models.Model):
     custom_id = models.TextField()
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["import_run", "row_number"], name="sent_row_unique")
-        ]
+        # The one index the history needs. Another, by import, would take the rows in a random
+        # order (they come in ID order) and cost more than the rest of the statement.
         indexes = [models.Index(fields=["custom_id"], name="sent_row_id")]
 
 

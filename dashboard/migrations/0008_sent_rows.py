@@ -55,11 +55,6 @@ class Migration(migrations.Migration):
             ],
             options={
                 "indexes": [models.Index(fields=["custom_id"], name="sent_row_id")],
-                "constraints": [
-                    models.UniqueConstraint(
-                        fields=("import_run", "row_number"), name="sent_row_unique"
-                    )
-                ],
             },
         ),
         migrations.RunPython(copy_sent_rows, copy_back),
