@@ -359,7 +359,7 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
         return
     if state is not None and state not in IN_PROGRESS_STATES:
         logger.warning("unknown indexing_state %r for chunk %s", state, chunk.pk)
-    delay = min(10.0, 0.3 * (2 ** min(chunk.polls, 6)))
+    delay = min(5.0, 0.3 * (2 ** min(chunk.polls, 5)))
     Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
         polls=chunk.polls + 1, next_poll_at=now + timedelta(seconds=delay)
     )

@@ -113,7 +113,9 @@ def release_redis_database(url: str) -> None:
 
 
 @contextmanager
-def running_workers(count: int, **env: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+def running_workers(
+    count: int, *, sweep_every: float = 1, **env: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Worker processes on the test database; their log is printed if the test fails."""
     environ = {
         **os.environ,
@@ -129,7 +131,7 @@ def running_workers(count: int, **env: str) -> Iterator[list[subprocess.Popen[by
     logs = [tempfile.TemporaryFile() for _ in range(count)]  # noqa: SIM115 - closed below
     procs = [
         subprocess.Popen(
-            [sys.executable, "manage.py", "worker", "--sweep-every", "1"],
+            [sys.executable, "manage.py", "worker", "--sweep-every", str(sweep_every)],
             cwd=ROOT,
             env=environ,
             stdout=log,

@@ -36,7 +36,9 @@ def _file(rows: int, seed: int) -> tuple[bytes, dict[str, dict]]:
     return ("\n".join(lines) + "\n").encode(), expected
 
 
-def _run_import(marketer, connection, live_server, settings, content: bytes, workers: int):
+def _run_import(
+    marketer, connection, live_server, settings, content: bytes, workers: int, sweep_every=1
+):
     settings.EMBEDDED_API_URL = live_server.url
     r = marketer.post(
         "/imports/new",
@@ -55,7 +57,7 @@ def _run_import(marketer, connection, live_server, settings, content: bytes, wor
     ):
         mapping |= {f"type_{i}": kind, f"name_{i}": name, f"separator_{i}": "|"}
     env = {"EMBEDDED_API_URL": live_server.url, "IMPORT_SEND_LEASE": "20"}
-    with running_workers(workers, **env):
+    with running_workers(workers, sweep_every=sweep_every, **env):
         assert marketer.post(f"/imports/{imp.pk}/mapping", mapping).status_code == 302
 
         def validated() -> bool:
@@ -103,6 +105,19 @@ def test_a_250k_row_file_ends_applied_with_every_last_row(
     content, expected = _file(ROWS, seed=5)
     imp = _run_import(marketer, connection, live_server, settings, content, workers=2)
     assert imp.chunks.count() == -(-len(expected) // 10_000)
+    _check_audience(connection, live_server, expected)
+
+
+def test_chunks_are_seen_applied_without_waiting_for_the_sweep(
+    marketer, connection, live_server, settings, big
+):
+    """The worker sweeps once when it starts, then not for an hour: only its polls of the due
+    tokens, between sweeps, can see the chunks applied."""
+    content, expected = _file(30_000, seed=21)
+    imp = _run_import(marketer, connection, live_server, settings, content, 1, sweep_every=3600)
+    assert imp.chunks.count() == 3 and set(imp.chunks.values_list("state", flat=True)) == {
+        "applied"
+    }
     _check_audience(connection, live_server, expected)
 
 

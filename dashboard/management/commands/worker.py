@@ -19,6 +19,8 @@ logger = logging.getLogger("audiences.worker")
 # state, so nothing is lost by stopping a task half-way (see the design's "Background work").
 DATABASE_DOWN = (OperationalError, InterfaceError)
 MAX_OUTAGE_WAIT = 5.0
+# How often a worker asks whether accepted chunks' polls are due, between its sweeps.
+POLL_EVERY = 0.2
 
 
 class Command(BaseCommand):
@@ -128,26 +130,45 @@ class Command(BaseCommand):
             wait = min(MAX_OUTAGE_WAIT, wait * 2)
 
     def _sweep_forever(self, every: float) -> None:
+        from dashboard.submission import poll_due
+
         sweeps = [import_string(path) for path in settings.WORKER_SWEEPS]
+        next_sweep = 0.0
         while True:
-            for sweep in sweeps:
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + every
+                self._sweep_once(sweeps, every)
+            else:
+                # Between sweeps, tokens whose poll is due are asked at once: a chunk is seen
+                # applied within its poll's delay, not the sweep's.
                 try:
-                    done = sweep()
-                    if done:
-                        logger.warning("%s finished %s item(s) left behind", sweep.__module__, done)
-                except DATABASE_DOWN as exc:
-                    logger.warning(
-                        "database unavailable (%s); the sweeps try again in %g s",
-                        _line(exc),
-                        every,
-                    )
+                    poll_due()
+                except DATABASE_DOWN:
                     _drop_connections()
-                    break
                 except Exception:
-                    logger.exception("%s failed; retrying", sweep.__module__)
+                    logger.exception("polling the chunks' tokens failed; retrying")
                 finally:
                     close_old_connections()
-            time.sleep(every)
+            time.sleep(max(0.0, min(POLL_EVERY, next_sweep - time.monotonic())))
+
+    def _sweep_once(self, sweeps: list[Any], every: float) -> None:
+        for sweep in sweeps:
+            try:
+                done = sweep()
+                if done:
+                    logger.warning("%s finished %s item(s) left behind", sweep.__module__, done)
+            except DATABASE_DOWN as exc:
+                logger.warning(
+                    "database unavailable (%s); the sweeps try again in %g s",
+                    _line(exc),
+                    every,
+                )
+                _drop_connections()
+                break
+            except Exception:
+                logger.exception("%s failed; retrying", sweep.__module__)
+            finally:
+                close_old_connections()
 
 
 def _line(exc: Exception) -> str:
