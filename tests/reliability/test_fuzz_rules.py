@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from audiences import rules
 from audiences.models import Operation
+from audiences.operations import decode_items
 from dashboard.validation import RowValidator
 
 FUZZ = settings(
@@ -354,7 +355,8 @@ def test_the_dashboards_verdict_on_a_row_is_the_apis_on_its_item(api, row):
         if not result.problems:
             # What the API stored is what the page said it would send.
             token = response.json()["indexing_token"]
-            [[action, custom_id, stored]] = orjson.loads(Operation.objects.get(token=token).payload)
+            payload = Operation.objects.get(token=token).payload
+            [[action, custom_id, stored]] = decode_items(payload)
             sent = orjson.loads(result.attributes) if result.action == "add" else None
             assert (action, custom_id, stored) == (result.action, result.custom_id, sent)
         return
