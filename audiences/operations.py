@@ -70,19 +70,47 @@ def _enqueue_after_commit(audience_id: int) -> None:
     transaction.on_commit(lambda: enqueue_apply(audience_id))
 
 
+# A payload is zlib-compressed (a few times smaller for the price of a few milliseconds, and so
+# less to write while holding the lock) lines of ``<a|r><ID as JSON>\t<attributes as JSON>\n``,
+# after a one-byte version mark. JSON strings hold no raw tab or newline, so the lines split
+# as they are, and the apply writes each member's attributes without parsing them again.
+_LINES = b"\x02"
+_ACTIONS = {"add": b"a", "remove": b"r"}
+_ACTION_OF = {ord("a"): "add", ord("r"): "remove"}
+
+
 def encode_items(items: Iterable[rules.Item]) -> tuple[bytes, int]:
-    """The payload stored with an operation: its de-duplicated items, compressed (a few times
-    smaller for the price of a few milliseconds, and so less to write while holding the lock)."""
-    rows = [[item.action, item.id, item.attributes] for item in rules.last_wins(items)]
-    return zlib.compress(orjson.dumps(rows), 1), len(rows)
+    """The payload stored with an operation: its de-duplicated items."""
+    dumps = orjson.dumps
+    lines = [
+        b"%s%s\t%s\n" % (_ACTIONS[item.action], dumps(item.id), dumps(item.attributes))
+        for item in rules.last_wins(items)
+    ]
+    return zlib.compress(_LINES + b"".join(lines), 1), len(lines)
+
+
+def decode_rows(payload: bytes | None) -> list[tuple[str, str, str]]:
+    """(action, ID, attributes as JSON text) of each stored item, in the stored order."""
+    if not payload:
+        return []
+    data = bytes(payload)  # PostgreSQL hands back a memoryview
+    # Payloads stored before: the JSON array itself, then that array compressed.
+    if data[:1] != b"[":
+        data = zlib.decompress(data)
+    if data[:1] == b"[":
+        dumps = orjson.dumps
+        return [(a, cid, dumps(attrs).decode()) for a, cid, attrs in orjson.loads(data)]
+    loads, action_of = orjson.loads, _ACTION_OF
+    rows = []
+    for line in data[1:].split(b"\n")[:-1]:
+        cid, _, attrs = line.partition(b"\t")
+        rows.append((action_of[line[0]], loads(cid[1:]), attrs.decode()))
+    return rows
 
 
 def decode_items(payload: bytes | None) -> list[list[Any]]:
-    if not payload:
-        return []
-    payload = bytes(payload)  # PostgreSQL hands back a memoryview
-    # Payloads stored before they were compressed are the JSON array itself.
-    return orjson.loads(payload if payload[:1] == b"[" else zlib.decompress(payload))
+    """The stored items as [action, ID, attributes] (attributes parsed)."""
+    return [[a, cid, orjson.loads(attrs)] for a, cid, attrs in decode_rows(payload)]
 
 
 def _accept(project: Project, key: str | None, write) -> Operation:  # type: ignore[no-untyped-def]
@@ -217,14 +245,13 @@ def _ready_rows(audience_id: int, operation_id: int | None = None) -> tuple[int,
     if found is None:
         return None
     pk, payload = found
-    rows = decode_items(payload)
+    rows = decode_rows(payload)
     stamp = connection.ops.adapt_datetimefield_value(timezone.now())
-    dumps = orjson.dumps
     # In ID order: neighbouring keys share index pages, so each page is read and written once
     # per operation rather than once per ID. The payload's IDs are distinct.
     rows.sort(key=lambda row: row[1])
     adds = [
-        (audience_id, cid, dumps(attrs).decode(), stamp, stamp, pk)
+        (audience_id, cid, attrs, stamp, stamp, pk)
         for action, cid, attrs in rows
         if action == "add"
     ]

@@ -58,19 +58,52 @@ def test_calls_accepted_while_an_apply_waits_queue_no_other(
     assert _waiting() == [[vip]]
 
 
-def test_payloads_are_stored_compressed_and_old_plain_ones_still_apply(api, drain):
+def test_payloads_are_stored_compressed_and_older_forms_still_apply(api, drain):
+    import zlib
+
     import orjson
 
-    from audiences.operations import decode_items
+    from audiences.operations import decode_items, decode_rows
 
     api.create("vip")
-    api.update("vip", [{"action": "add", "id": "a", "attributes": {"n": 1}}])
+    weird = '"quoted", \\ back, é 💥'
+    text = "tab\there, new\nline"
+    api.update(
+        "vip",
+        [
+            {"action": "add", "id": "a", "attributes": {"n": 1}},
+            {"action": "add", "id": weird, "attributes": {"s": text, "l": [weird]}},
+            {"action": "remove", "id": "gone"},
+        ],
+    )
     op = Operation.objects.get(kind="update")
     stored = bytes(op.payload)
     assert not stored.startswith(b"[")
-    assert decode_items(stored) == [["add", "a", {"n": 1}]]
-    # A payload accepted before payloads were compressed: the JSON array itself.
-    Operation.objects.filter(pk=op.pk).update(payload=orjson.dumps([["add", "b", {"n": 2}]]))
+    assert len(stored) < len(orjson.dumps(decode_items(stored)))
+    assert decode_items(stored) == [
+        ["add", "a", {"n": 1}],
+        ["add", weird, {"s": text, "l": [weird]}],
+        ["remove", "gone", None],
+    ]
+    # The apply writes the attributes' JSON as it was stored.
+    assert decode_rows(stored)[0] == ("add", "a", '{"n":1}')
+    drain()
+    assert orjson.loads(Member.objects.get(custom_id=weird).attributes) == {
+        "s": text,
+        "l": [weird],
+    }
+    # Payloads accepted by earlier versions: the JSON array itself, then that array compressed.
+    api.update("vip", [{"action": "add", "id": "b"}])
+    api.update("vip", [{"action": "add", "id": "c"}])
+    plain, packed = Operation.objects.filter(kind="update", state="IN_PROGRESS").order_by("id")
+    Operation.objects.filter(pk=plain.pk).update(
+        payload=orjson.dumps([["add", "b", {"n": 2}], ["remove", "a", None]])
+    )
+    Operation.objects.filter(pk=packed.pk).update(
+        payload=zlib.compress(orjson.dumps([["add", "c", {"n": 3}]]), 1)
+    )
     drain()
     assert orjson.loads(Member.objects.get(custom_id="b").attributes) == {"n": 2}
+    assert orjson.loads(Member.objects.get(custom_id="c").attributes) == {"n": 3}
     assert not Member.objects.filter(custom_id="a").exists()
+    assert api.view("vip")["nb_ids"] == 3
