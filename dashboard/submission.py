@@ -28,6 +28,16 @@ from dashboard.models import AudienceSnapshot, Chunk, Import, ImportRow
 logger = logging.getLogger(__name__)
 
 POLL_LEASE = timedelta(seconds=15)
+# An accepted chunk is first asked about FIRST_POLL seconds later (a 10,000-ID call is applied in
+# a fraction of a second), then ever less often, up to every MAX_POLL_DELAY seconds.
+FIRST_POLL = 0.2
+POLL_BACKOFF = 1.5
+MAX_POLL_DELAY = 5.0
+
+
+def poll_delay(polls: int) -> float:
+    """Seconds before the next poll of a chunk already asked about `polls` times."""
+    return min(MAX_POLL_DELAY, FIRST_POLL * POLL_BACKOFF ** min(polls + 1, 20))
 
 
 def send_lease() -> timedelta:
@@ -302,7 +312,7 @@ def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
         token=token,
         accepted_at=now,
         lease_until=None,
-        next_poll_at=now + timedelta(milliseconds=300),
+        next_poll_at=now + timedelta(seconds=FIRST_POLL),
         error_code="",
         error_message="",
     )
@@ -359,9 +369,8 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
         return
     if state is not None and state not in IN_PROGRESS_STATES:
         logger.warning("unknown indexing_state %r for chunk %s", state, chunk.pk)
-    delay = min(5.0, 0.3 * (2 ** min(chunk.polls, 5)))
     Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
-        polls=chunk.polls + 1, next_poll_at=now + timedelta(seconds=delay)
+        polls=chunk.polls + 1, next_poll_at=now + timedelta(seconds=poll_delay(chunk.polls))
     )
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from itertools import accumulate
+
 import orjson
 import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from audiences.models import Member
 from dashboard import history, submission
@@ -231,3 +235,31 @@ def test_the_state_fragment_stops_polling_when_final(marketer, connection, vip, 
     work()
     r = marketer.get(f"/imports/{imp.pk}/state", headers={"HX-Request": "true"})
     assert r.status_code == 286 and b"Ready to target" in r.content
+
+
+def test_an_accepted_chunk_is_asked_about_soon_then_ever_less_often(
+    marketer, connection, vip, work
+):
+    imp = _validated(marketer, connection, work, ["a,1", "b,2"])
+    submission.submit(imp)
+    submission.prepare(imp.pk)  # sent and accepted; the server has not applied it yet
+    chunk = imp.chunks.get()
+    assert chunk.state == "accepted"
+    assert chunk.next_poll_at - chunk.accepted_at == timedelta(seconds=submission.FIRST_POLL)
+    # Asked while the API still says IN_PROGRESS: the next poll is further off each time.
+    waits = []
+    for polls in range(3):
+        imp.chunks.update(next_poll_at=timezone.now())
+        before = timezone.now()
+        assert submission.poll_due() == 1
+        chunk.refresh_from_db()
+        assert chunk.state == "accepted" and chunk.polls == polls + 1
+        waits.append((chunk.next_poll_at - before).total_seconds())
+    assert waits[0] >= submission.FIRST_POLL and waits[0] < waits[1] < waits[2], waits
+    delays = [submission.poll_delay(n) for n in range(30)]
+    assert delays == sorted(delays) and delays[-1] == submission.MAX_POLL_DELAY
+    # A chunk the server takes a minute to apply is asked about at most ~20 times meanwhile.
+    assert sum(1 for t in accumulate(delays) if t <= 60) <= 20
+    work()
+    chunk.refresh_from_db()
+    assert chunk.state == "applied"

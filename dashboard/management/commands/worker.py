@@ -20,7 +20,7 @@ logger = logging.getLogger("audiences.worker")
 DATABASE_DOWN = (OperationalError, InterfaceError)
 MAX_OUTAGE_WAIT = 5.0
 # How often a worker asks whether accepted chunks' polls are due, between its sweeps.
-POLL_EVERY = 0.2
+POLL_EVERY = 0.1
 
 
 class Command(BaseCommand):
