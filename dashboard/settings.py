@@ -198,7 +198,11 @@ WORKER_SWEEPS = [
     "dashboard.imports.sweep",
     "dashboard.submission.sweep",
     "dashboard.audit.sweep",
+    "dashboard.tasks.sweep",
 ]
+# The database queue's finished tasks older than this many hours are deleted by the workers'
+# sweep (every ten minutes); 0 keeps them.
+TASK_RESULTS_RETENTION_HOURS = env_int("TASK_RESULTS_RETENTION_HOURS", 24, minimum=0)
 # Audit events older than this many days are purged by the workers; 0 keeps them forever.
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 0, minimum=0)
 
