@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -72,35 +73,24 @@ class Command(BaseCommand):
         threading.Thread(target=self._lane, args=("audiences", interval), daemon=True).start()
         for _ in range(lanes - 1):
             threading.Thread(target=self._lane, args=("default", interval), daemon=True).start()
-        wait = 0.5
-        while True:
-            started = time.monotonic()
-            try:
-                call_command(
-                    "db_worker",
-                    queue_name="default",
-                    interval=interval,
-                    reload=False,
-                    startup_delay=False,
-                )
-                return
-            except DATABASE_DOWN as exc:
-                if time.monotonic() - started > 60:
-                    wait = 0.5  # it ran well for a while: a new outage
-                logger.warning(
-                    "database unavailable (%s); the worker tries again in %.1f s", _line(exc), wait
-                )
-            _drop_connections()
-            time.sleep(wait)
-            wait = min(MAX_OUTAGE_WAIT, wait * 2)
+        _keep_running(
+            "the worker",
+            lambda: call_command(
+                "db_worker",
+                queue_name="default",
+                interval=interval,
+                reload=False,
+                startup_delay=False,
+            ),
+        )
 
     def _lane(self, queue: str, interval: float) -> None:
-        """One more worker of that queue, in a thread, kept running through database outages."""
+        """One more worker of that queue, in a thread, kept running through database outages
+        and, since a thread that stops would go unnoticed, through any other error too."""
         from django_tasks_db.management.commands.db_worker import Worker
 
-        wait = 0.5
-        while True:
-            lane = Worker(
+        def run() -> None:
+            Worker(
                 queue_names=[queue],
                 interval=interval,
                 batch=False,
@@ -109,25 +99,9 @@ class Command(BaseCommand):
                 max_tasks=None,
                 worker_id=get_random_string(32),
                 excluded_queue_names=[],
-            )
-            started = time.monotonic()
-            try:
-                lane.run()
-                return
-            except DATABASE_DOWN as exc:
-                if time.monotonic() - started > 60:
-                    wait = 0.5  # it ran well for a while: a new outage
-                logger.warning(
-                    "database unavailable (%s); the %s lane tries again in %.1f s",
-                    _line(exc),
-                    queue,
-                    wait,
-                )
-            except Exception:
-                logger.exception("the %s lane stopped; starting it again in %.1f s", queue, wait)
-            _drop_connections()
-            time.sleep(wait)
-            wait = min(MAX_OUTAGE_WAIT, wait * 2)
+            ).run()
+
+        _keep_running(f"the {queue} lane", run, any_error=True)
 
     def _sweep_forever(self, every: float) -> None:
         from dashboard.submission import poll_due
@@ -169,6 +143,31 @@ class Command(BaseCommand):
                 logger.exception("%s failed; retrying", sweep.__module__)
             finally:
                 close_old_connections()
+
+
+def _keep_running(what: str, run: Callable[[], None], *, any_error: bool = False) -> None:
+    """Run `run` until it returns, again after each database outage (waiting 0.5 s, doubling up
+    to MAX_OUTAGE_WAIT; back to 0.5 s after a minute of running well) and, with `any_error`,
+    after any other error too (logged with its traceback)."""
+    wait = 0.5
+    while True:
+        started = time.monotonic()
+        try:
+            run()
+            return
+        except DATABASE_DOWN as exc:
+            if time.monotonic() - started > 60:
+                wait = 0.5  # it ran well for a while: a new outage
+            logger.warning(
+                "database unavailable (%s); %s tries again in %.1f s", _line(exc), what, wait
+            )
+        except Exception:
+            if not any_error:
+                raise
+            logger.exception("%s stopped; starting it again in %.1f s", what, wait)
+        _drop_connections()
+        time.sleep(wait)
+        wait = min(MAX_OUTAGE_WAIT, wait * 2)
 
 
 def _line(exc: Exception) -> str:

@@ -1,0 +1,54 @@
+"""The worker's lanes keep running through a database outage and, for a thread, any error."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.db import OperationalError
+
+from dashboard.management.commands import worker
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    slept: list[float] = []
+    monkeypatch.setattr(worker.time, "sleep", slept.append)
+    monkeypatch.setattr(worker, "_drop_connections", lambda: None)
+    return slept
+
+
+def _failing(*errors: Exception):  # type: ignore[no-untyped-def]
+    calls = []
+
+    def run() -> None:
+        calls.append(1)
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+
+    return run, calls
+
+
+def test_a_lane_is_started_again_after_an_outage_and_after_any_error(waits, caplog):
+    run, calls = _failing(
+        OperationalError("database is locked\nmore"), OperationalError("gone"), ValueError("bug")
+    )
+    with caplog.at_level(logging.WARNING, logger="audiences.worker"):
+        worker._keep_running("the audiences lane", run, any_error=True)
+    assert len(calls) == 4  # three failures, then it ran to its end
+    assert waits == [0.5, 1.0, 2.0]  # doubling
+    lines = [r.getMessage() for r in caplog.records]
+    assert (
+        lines[0]
+        == "database unavailable (database is locked); the audiences lane tries again in 0.5 s"
+    )
+    assert lines[2] == "the audiences lane stopped; starting it again in 2.0 s"
+    assert caplog.records[2].exc_info is not None  # with its traceback
+
+
+def test_the_main_worker_waits_out_outages_but_stops_on_a_bug(waits):
+    run, calls = _failing(*[OperationalError("down")] * 6, ValueError("bug"))
+    with pytest.raises(ValueError, match="bug"):
+        worker._keep_running("the worker", run)
+    assert len(calls) == 7
+    assert waits == [0.5, 1.0, 2.0, 4.0, worker.MAX_OUTAGE_WAIT, worker.MAX_OUTAGE_WAIT]
