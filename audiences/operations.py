@@ -100,6 +100,8 @@ def decode_rows(payload: bytes | None) -> list[tuple[str, str, str]]:
     if data[:1] == b"[":
         dumps = orjson.dumps
         return [(a, cid, dumps(attrs).decode()) for a, cid, attrs in orjson.loads(data)]
+    if data[:1] != _LINES:
+        raise ValueError(f"unknown payload format {data[:1]!r}")
     loads, action_of = orjson.loads, _ACTION_OF
     rows = []
     for line in data[1:].split(b"\n")[:-1]:

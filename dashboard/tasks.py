@@ -50,8 +50,10 @@ def prune_finished(older_than_hours: int | None = None) -> int:
 
     from django_tasks_db.models import DBTaskResult
 
-    old = DBTaskResult.objects.finished().filter(
-        finished_at__lt=timezone.now() - timedelta(hours=hours)
+    old = (
+        DBTaskResult.objects.finished()
+        .filter(finished_at__lt=timezone.now() - timedelta(hours=hours))
+        .order_by()  # not the model's ordering: its index covers waiting tasks only
     )
     deleted = 0
     while batch := list(old.values_list("pk", flat=True)[:PRUNE_BATCH]):

@@ -87,6 +87,8 @@ def test_payloads_are_stored_compressed_and_older_forms_still_apply(api, drain):
     ]
     # The apply writes the attributes' JSON as it was stored.
     assert decode_rows(stored)[0] == ("add", "a", '{"n":1}')
+    with pytest.raises(ValueError, match="unknown payload format"):
+        decode_rows(zlib.compress(b"\x03" + zlib.decompress(stored)[1:]))
     drain()
     assert orjson.loads(Member.objects.get(custom_id=weird).attributes) == {
         "s": text,

@@ -247,15 +247,16 @@ def test_an_accepted_chunk_is_asked_about_soon_then_ever_less_often(
     assert chunk.state == "accepted"
     assert chunk.next_poll_at - chunk.accepted_at == timedelta(seconds=submission.FIRST_POLL)
     # Asked while the API still says IN_PROGRESS: the next poll is further off each time.
-    waits = []
-    for polls in range(3):
+    for polls in range(4):
         imp.chunks.update(next_poll_at=timezone.now())
         before = timezone.now()
         assert submission.poll_due() == 1
+        after = timezone.now()
         chunk.refresh_from_db()
         assert chunk.state == "accepted" and chunk.polls == polls + 1
-        waits.append((chunk.next_poll_at - before).total_seconds())
-    assert waits[0] >= submission.FIRST_POLL and waits[0] < waits[1] < waits[2], waits
+        delay = timedelta(seconds=submission.poll_delay(polls))
+        assert before + delay <= chunk.next_poll_at <= after + delay
+    assert [submission.poll_delay(n) for n in range(3)] == pytest.approx([0.3, 0.45, 0.675])
     delays = [submission.poll_delay(n) for n in range(30)]
     assert delays == sorted(delays) and delays[-1] == submission.MAX_POLL_DELAY
     # A chunk the server takes a minute to apply is asked about at most ~20 times meanwhile.

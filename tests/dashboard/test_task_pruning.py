@@ -41,7 +41,9 @@ def test_finished_tasks_older_than_the_retention_are_deleted_the_rest_kept(monke
         finished_at=long_ago
     )
     # A task still running or waiting is never deleted, whatever its age.
-    DBTaskResult.objects.filter(pk__in=[waiting.pk, running.pk]).update(enqueued_at=long_ago)
+    DBTaskResult.objects.filter(pk__in=[waiting.pk, running.pk]).update(
+        enqueued_at=long_ago, started_at=long_ago, finished_at=long_ago
+    )
 
     assert tasks.prune_finished() == 2 + len(more_old)
     assert set(DBTaskResult.objects.values_list("pk", flat=True)) == {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from types import SimpleNamespace
 
 import pytest
 from django.db import OperationalError
@@ -13,7 +15,10 @@ from dashboard.management.commands import worker
 @pytest.fixture
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(worker.time, "sleep", slept.append)
+    # The worker module's clock only: other threads keep the real time.sleep.
+    monkeypatch.setattr(
+        worker, "time", SimpleNamespace(sleep=slept.append, monotonic=time.monotonic)
+    )
     monkeypatch.setattr(worker, "_drop_connections", lambda: None)
     return slept
 
@@ -52,3 +57,24 @@ def test_the_main_worker_waits_out_outages_but_stops_on_a_bug(waits):
         worker._keep_running("the worker", run)
     assert len(calls) == 7
     assert waits == [0.5, 1.0, 2.0, 4.0, worker.MAX_OUTAGE_WAIT, worker.MAX_OUTAGE_WAIT]
+
+
+def test_a_lane_thread_is_started_again_after_any_error(waits, monkeypatch):
+    from django_tasks_db.management.commands.db_worker import Worker
+
+    run, calls = _failing(ValueError("bug"))
+    monkeypatch.setattr(Worker, "run", lambda self: run())
+    worker.Command()._lane("audiences", 1.0)
+    assert len(calls) == 2 and waits == [0.5]
+
+
+def test_a_wait_starts_again_from_half_a_second_after_a_minute_of_running_well(monkeypatch):
+    slept: list[float] = []
+    clock = iter([0, 1, 2, 3, 100, 200, 300])  # the third run lasts 100 s
+    monkeypatch.setattr(
+        worker, "time", SimpleNamespace(sleep=slept.append, monotonic=lambda: next(clock))
+    )
+    monkeypatch.setattr(worker, "_drop_connections", lambda: None)
+    run, _ = _failing(*[OperationalError("down")] * 3)
+    worker._keep_running("the worker", run)
+    assert slept == [0.5, 1.0, 0.5]
