@@ -237,21 +237,9 @@ def create_fix(
 
 def _sent_rows(imp: Import) -> Iterator[tuple[str, str, str]]:
     """(id, action, attributes) of the rows of the import whose chunks were applied."""
-    done = list(imp.chunks.filter(state__in=DONE).order_by("first_row"))
-    if not done:
-        return
-    rows = ImportRow.objects.filter(
-        import_run=imp,
-        has_problems=False,
-        superseded=False,
-        row_number__gte=done[0].first_row,
-        row_number__lte=done[-1].last_row,
-    ).order_by("row_number")
-    for row_number, *row in rows.values_list(
-        "row_number", "custom_id", "action", "attributes"
-    ).iterator(chunk_size=10_000):
-        if _chunk_holding(done, row_number) is not None:
-            yield tuple(row)  # type: ignore[misc]
+    for chunk in imp.chunks.filter(state__in=DONE).order_by("first_row"):
+        rows = submission._chunk_rows(chunk).order_by("row_number")
+        yield from rows.values_list("custom_id", "action", "attributes").iterator(chunk_size=10_000)
 
 
 def state_before(imp: Import) -> dict[str, str]:

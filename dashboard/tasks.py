@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -46,8 +47,6 @@ def prune_finished(older_than_hours: int | None = None) -> int:
     hours = settings.TASK_RESULTS_RETENTION_HOURS if older_than_hours is None else older_than_hours
     if settings.TASK_BACKEND != "db" or not hours:
         return 0
-    from datetime import timedelta
-
     from django_tasks_db.models import DBTaskResult
 
     old = (
