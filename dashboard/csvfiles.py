@@ -14,7 +14,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 SNIFF_BYTES = 256 * 1024
 PREVIEW_ROWS = 20
@@ -277,38 +277,178 @@ def iter_rows(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tuple
     Raises FileProblem, naming the record, on bytes that are not UTF-8, a damaged gzip stream
     or a cell longer than FIELD_LIMIT (an unmatched quote, usually).
     """
-    # Bad bytes are let through and looked for row by row: a strict decoder fails on a whole
-    # block of text at once, before the reader knows which row holds the byte.
-    text: IO[str] = io.TextIOWrapper(  # type: ignore[arg-type]
-        stream, encoding=encoding, errors="surrogateescape", newline=""
+    for first_number, data in iter_blocks(stream, encoding, delimiter):
+        yield from parse_block(data, delimiter, first_number)
+
+
+# --- Blocks of whole records ----------------------------------------------------------------
+#
+# A big file is read in blocks that end where a record ends, so that each block can be parsed
+# by itself (by another process: parsing is a third of a row's cost, and handing over parsed
+# cells costs more than parsing them again). csv.reader's rules decide where a record ends:
+# at a line break (\n, \r\n or a lone \r) outside a quoted cell, and a cell is quoted only
+# when a quote is its first character; inside it, "" is a quote and a lone " ends it.
+
+BLOCK_BYTES = 256 * 1024
+_READ_BYTES = 64 * 1024
+_QUOTE = 0x22  # "
+_CR, _LF = 0x0D, 0x0A
+
+
+def _quoted_cells(data: bytes, delimiter: int) -> tuple[list[tuple[int, int]], int | None]:
+    """([(start, end)] of the quoted cells of ``data``, which starts a record; the start of a
+    quoted cell still open at its end, or None). A quote ending the data could be the first
+    of a "" pair, so it leaves its cell open."""
+    spans: list[tuple[int, int]] = []
+    find = data.find
+    last = len(data) - 1
+    at = 0
+    while True:
+        opening = find(b'"', at)
+        if opening < 0:
+            return spans, None
+        before = data[opening - 1] if opening else _LF
+        if before != delimiter and before != _LF and before != _CR:
+            at = opening + 1  # a quote inside an unquoted cell is a character like any other
+            continue
+        inside = opening + 1
+        while True:
+            closing = find(b'"', inside)
+            if closing < 0 or closing == last:
+                return spans, opening
+            if data[closing + 1] != _QUOTE:
+                break
+            inside = closing + 2  # "" stands for one quote
+        spans.append((opening, closing + 1))
+        at = closing + 1
+
+
+def _breaks(data: bytes, start: int, end: int) -> int:
+    """Line breaks in data[start:end] (\r\n is one)."""
+    return (
+        data.count(b"\n", start, end)
+        + data.count(b"\r", start, end)
+        - data.count(b"\r\n", start, end)
     )
-    reader = csv.reader(text, delimiter=delimiter)
-    number = 0
+
+
+def record_boundary(data: bytes, delimiter: str) -> tuple[int, int]:
+    """(end of the last whole record of ``data``, which starts a record, or 0; how many records
+    end there). Blank records count: they have numbers too."""
+    if b'"' in data:
+        spans, open_at = _quoted_cells(data, ord(delimiter))
+    else:
+        spans, open_at = [], None
+    end = len(data) if open_at is None else open_at
+    if end == len(data) and data.endswith(b"\r"):
+        end -= 1  # it may be the first half of a \r\n
+    while True:
+        last = max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end))
+        if last < 0:
+            return 0, 0
+        # A line break inside a quoted cell is part of the cell: look before the cell.
+        inside = next((s for s in reversed(spans) if s[0] < last < s[1]), None) if spans else None
+        if inside is None:
+            break
+        end = inside[0]
+    cut = last + 1
+    records = _breaks(data, 0, cut)
+    for start, stop in spans:
+        if start >= cut:
+            break
+        records -= _breaks(data, start, stop)
+    return cut, records
+
+
+def iter_blocks(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tuple[int, bytes]]:
+    """(number of its first record, bytes) of blocks of about BLOCK_BYTES of whole records.
+
+    Raises FileProblem, naming the record, when the stream can't be read any further: a
+    damaged gzip stream, or one that expands too far (see _Inflating); the whole records read
+    before are yielded first.
+    """
+    if encoding not in ("utf-8", "utf-8-sig"):
+        raise ValueError(f"unexpected encoding {encoding!r}")
+    number = 1
+    pending = bytearray()
+    first = True
+    wanted = BLOCK_BYTES
+    # A record with no end in sight: past this, the file is refused (FIELD_LIMIT is the size of
+    # a cell; a record is handed to the parser in one piece, so it must fit in memory).
+    too_long = 2 * csv.field_size_limit() + BLOCK_BYTES
     while True:
         try:
-            row = next(reader)
-        except StopIteration:
+            piece = stream.read(_READ_BYTES)
+        except (OSError, EOFError, zlib.error, FileProblem) as exc:
+            cut, records = record_boundary(bytes(pending), delimiter)
+            if cut:
+                yield number, bytes(pending[:cut])
+                number += records
+            if isinstance(exc, FileProblem):  # expanded too far: see _Inflating
+                text = str(exc)
+                raise FileProblem(f"Row {number}: {text[0].lower()}{text[1:]}") from None
+            raise FileProblem(
+                f"Row {number}: the compressed file is damaged or cut short ({exc})."
+            ) from None
+        pending += piece
+        if first and encoding == "utf-8-sig":
+            if len(pending) < 3 and piece:
+                continue
+            if pending.startswith(codecs.BOM_UTF8):
+                del pending[:3]
+        first = False
+        if not piece:
+            if pending:
+                yield number, bytes(pending)  # the last record may have no line break
             return
-        except csv.Error as exc:
-            raise FileProblem(
-                f"Row {number + 1}: {exc}. A cell longer than {FIELD_LIMIT // (1024 * 1024)} MB "
-                'usually means a quote (") that is never closed.'
-            ) from None
-        except (OSError, EOFError, zlib.error) as exc:
-            raise FileProblem(
-                f"Row {number + 1}: the compressed file is damaged or cut short ({exc})."
-            ) from None
-        except FileProblem as problem:  # expanded too far: see _Inflating
-            text = str(problem)
-            raise FileProblem(f"Row {number + 1}: {text[0].lower()}{text[1:]}") from None
-        number += 1
-        if not row or (len(row) == 1 and not row[0]):
+        if len(pending) < wanted:
             continue
-        bad = _ESCAPED_BYTE_RE.search("\n".join(row))
-        if bad:
+        data = bytes(pending)
+        cut, records = record_boundary(data, delimiter)
+        if cut:
+            yield number, data[:cut]
+            number += records
+            del pending[:cut]
+            wanted = BLOCK_BYTES
+        elif len(pending) > too_long:
+            # Parsed as it is, it fails on its over-long cell; if not, it is refused here.
+            parse_block(data, delimiter, number)
             raise FileProblem(
-                f"Row {number}: the file is not UTF-8 from here on (byte "
-                f"0x{ord(bad.group()) - 0xDC00:02X} is not valid UTF-8). Save the file as UTF-8 "
-                "and upload it again."
+                f"Row {number}: the record is longer than {too_long // (1024 * 1024)} MB, "
+                'which usually means a quote (") that is never closed.'
             )
-        yield number, row
+        else:
+            # A long record: look again once there is twice as much (or too much).
+            wanted = min(2 * len(pending), too_long + 1)
+
+
+def parse_block(data: bytes, delimiter: str, first_number: int) -> list[tuple[int, list[str]]]:
+    """(record number, cells) of the non-blank records of a block (see iter_blocks)."""
+    # Bad bytes are let through and looked for row by row: a strict decoder fails on a whole
+    # block of text at once, before the reader knows which row holds the byte.
+    text = data.decode("utf-8", "surrogateescape")
+    suspect = not text.isascii() and _ESCAPED_BYTE_RE.search(text) is not None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    number = first_number - 1
+    records: list[tuple[int, list[str]]] = []
+    append = records.append
+    try:
+        for row in reader:
+            number += 1
+            if not row or (len(row) == 1 and not row[0]):
+                continue
+            if suspect:
+                bad = _ESCAPED_BYTE_RE.search("\n".join(row))
+                if bad:
+                    raise FileProblem(
+                        f"Row {number}: the file is not UTF-8 from here on (byte "
+                        f"0x{ord(bad.group()) - 0xDC00:02X} is not valid UTF-8). Save the file as "
+                        "UTF-8 and upload it again."
+                    )
+            append((number, row))
+    except csv.Error as exc:
+        raise FileProblem(
+            f"Row {number + 1}: {exc}. A cell longer than {FIELD_LIMIT // (1024 * 1024)} MB "
+            'usually means a quote (") that is never closed.'
+        ) from None
+    return records

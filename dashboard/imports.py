@@ -202,13 +202,15 @@ _INSERT_PROBLEM = (
 
 
 class _Validator:
-    """Validates batches of records, in this process or, for a big file, in a pool of processes
-    (the rules are pure Python: one process is one core); results come back in file order."""
+    """Validates a file's records, in this process or, for a big file, in a pool of processes
+    (the rules are pure Python: one process is one core); results come back in file order.
 
-    PART = 2_000  # records per batch sent to a pool process
+    The pool's processes are handed blocks of the file's bytes and parse them themselves:
+    handing them parsed cells would cost this process more than parsing them again."""
 
     def __init__(self, imp: Import, processes: int) -> None:
         self.import_id = imp.pk
+        self.delimiter = imp.delimiter
         self.here = RowValidator(imp.columns, imp.mapping, imp.mode)
         self.pool: ProcessPoolExecutor | None = None
         if processes > 1:
@@ -218,17 +220,31 @@ class _Validator:
                 # database connections that a forked child must not inherit.
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=validation._pool_start,
-                initargs=(imp.columns, imp.mapping, imp.mode, imp.pk),
+                initargs=(imp.columns, imp.mapping, imp.mode, imp.pk, imp.delimiter),
             )
         self.ahead = 3 * processes
         self.pending: deque[tuple[Future[Any], int]] = deque()
 
-    def submit(self, records: list[tuple[int, list[str]]], position: int) -> Iterator[tuple]:
-        """Hand over a batch; yields (rows, problems, file position) of the batches done."""
+    def submit_records(
+        self, records: list[tuple[int, list[str]]], position: int
+    ) -> Iterator[tuple]:
+        """Hand over parsed records; yields (rows, problems, file position) of the work done."""
         if self.pool is None:
             yield (*validation.validate_records(self.here, self.import_id, records), position)
             return
-        self.pending.append((self.pool.submit(validation._pool_validate, records), position))
+        yield from self._queue(self.pool.submit(validation._pool_validate, records), position)
+
+    def submit_block(self, first_number: int, data: bytes, position: int) -> Iterator[tuple]:
+        """Hand over a block of whole records (csvfiles.iter_blocks); yields as submit_records."""
+        if self.pool is None:
+            records = csvfiles.parse_block(data, self.delimiter, first_number)
+            yield from self.submit_records(records, position)
+            return
+        future = self.pool.submit(validation._pool_validate_block, data, first_number)
+        yield from self._queue(future, position)
+
+    def _queue(self, future: Future[Any], position: int) -> Iterator[tuple]:
+        self.pending.append((future, position))
         while len(self.pending) > self.ahead:
             yield self._next()
 
@@ -278,22 +294,30 @@ def run_validation(import_id: int) -> None:
     try:
         with imp.file.open("rb") as handle:
             stream, raw_file = csvfiles.open_binary(handle)  # type: ignore[arg-type]
-            records = csvfiles.iter_rows(stream, imp.encoding, imp.delimiter)
-            part: list[tuple[int, list[str]]] = []
+            blocks = csvfiles.iter_blocks(stream, imp.encoding, imp.delimiter)
             # The header is the first record that is not blank (blank lines may precede it).
             header_pending = imp.has_header
-            for record in records:
+            while True:
+                try:
+                    first_number, data = next(blocks)
+                except StopIteration:
+                    break
+                except csvfiles.FileProblem:
+                    # The file can't be read on: a problem in the rows read before comes first.
+                    store(validator.drain())
+                    raise
+                position = raw_file.tell() if not raw_file.closed else imp.size
                 if header_pending:
-                    header_pending = False
-                    continue
-                part.append(record)
-                if len(part) >= _Validator.PART:
-                    if not store(validator.submit(part, raw_file.tell())):
-                        return
-                    part = []
-            # (The reader closed the file once it was read to the end.)
-            if part and not store(validator.submit(part, imp.size)):
-                return
+                    records = csvfiles.parse_block(data, imp.delimiter, first_number)
+                    if records:
+                        header_pending = False
+                        done = validator.submit_records(records[1:], position)
+                    else:
+                        continue
+                else:
+                    done = validator.submit_block(first_number, data, position)
+                if not store(done):
+                    return
             if not store(validator.drain()):
                 return
     except csvfiles.FileProblem as problem:

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from audiences import rules
+from dashboard import csvfiles
 from dashboard.mapping import attribute_key, converter, mapped_attributes
 
 PROBLEM_KINDS = {
@@ -185,12 +186,23 @@ def validate_records(
 _pool: dict[str, Any] = {}
 
 
-def _pool_start(columns: list[str], mapping: dict[str, Any], mode: str, import_id: int) -> None:
+def _pool_start(
+    columns: list[str], mapping: dict[str, Any], mode: str, import_id: int, delimiter: str
+) -> None:
     _pool["validator"] = RowValidator(columns, mapping, mode)
     _pool["import_id"] = import_id
+    _pool["delimiter"] = delimiter
 
 
 def _pool_validate(
     records: list[tuple[int, list[str]]],
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     return validate_records(_pool["validator"], _pool["import_id"], records)
+
+
+def _pool_validate_block(
+    data: bytes, first_number: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """A block of whole records (csvfiles.iter_blocks), parsed and validated here."""
+    records = csvfiles.parse_block(data, _pool["delimiter"], first_number)
+    return _pool_validate(records)

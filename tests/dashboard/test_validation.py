@@ -7,7 +7,7 @@ import tracemalloc
 import orjson
 import pytest
 
-from dashboard import imports
+from dashboard import csvfiles, imports
 from dashboard.models import Import
 from dashboard.validation import PROBLEM_KINDS, RowProblem, RowValidator
 from tests.dashboard.helpers import import_file, mapping_data, problems_of, rows_of, upload
@@ -398,6 +398,9 @@ def test_validation_can_run_again_without_storing_rows_twice(marketer, connectio
 
 def test_memory_stays_flat_whatever_the_file_size(marketer, connection, monkeypatch):
     monkeypatch.setattr(imports, "BATCH", 500)  # rows are stored a batch at a time
+    # and read a block of whole records at a time (a few hundred rows here)
+    monkeypatch.setattr(csvfiles, "BLOCK_BYTES", 16 * 1024)
+    monkeypatch.setattr(csvfiles, "_READ_BYTES", 4 * 1024)
 
     def peak(rows: int) -> int:
         content = b"user_id,age,signup\n" + b"".join(

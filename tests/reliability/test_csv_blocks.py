@@ -1,0 +1,145 @@
+"""Property tests of the CSV block reader (csvfiles.iter_blocks / parse_block), seeded.
+
+A big file is cut into blocks of whole records so that other processes can parse them: the cut
+must fall where csv.reader ends a record, whatever the quotes, delimiters and line breaks, and
+the record numbers must run on across blocks. Reference: csv.reader over the whole text, with
+the numbering and blank-record rules the importer always had.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dashboard import csvfiles
+
+FUZZ = settings(
+    max_examples=400,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def reference(data: bytes, delimiter: str) -> list[tuple[int, list[str]]]:
+    """(record number, cells) of the non-blank records, csv.reader reading all in one go."""
+    text = data.decode("utf-8")
+    out = []
+    for number, row in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), 1):
+        if not row or (len(row) == 1 and not row[0]):
+            continue
+        out.append((number, row))
+    return out
+
+
+class Trickle(io.RawIOBase):
+    """A stream that hands out at most ``step`` bytes a read (as a slow upload or gzip would)."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step, self.at = data, step, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.step if size < 0 else min(size, self.step)
+        piece = self.data[self.at : self.at + size]
+        self.at += len(piece)
+        return piece
+
+
+# Text made of the characters that matter to a CSV reader, in runs.
+_PIECES = st.sampled_from(
+    ['"', '""', ",", ";", "\t", "\n", "\r", "\r\n", " ", "a", "bc", "é", "x,y", '"q"', '""""']
+)
+CSVISH = st.lists(_PIECES, max_size=80).map("".join)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(csvfiles, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(csvfiles, "_READ_BYTES", 3)
+
+
+@FUZZ
+@given(text=CSVISH, delimiter=st.sampled_from([",", ";", "\t"]), step=st.integers(1, 7))
+def test_blocks_read_as_the_whole_text_does(
+    text: str, delimiter: str, step: int, small_blocks: None
+) -> None:
+    data = text.encode()
+    got = list(csvfiles.iter_rows(Trickle(data, step), "utf-8", delimiter))  # type: ignore[arg-type]
+    assert got == reference(data, delimiter)
+
+
+@FUZZ
+@given(text=CSVISH, delimiter=st.sampled_from([",", ";", "\t"]))
+def test_each_cut_ends_a_record_and_counts_the_records_before_it(text: str, delimiter: str) -> None:
+    data = text.encode()
+    cut, records = csvfiles.record_boundary(data, delimiter)
+    head, tail = data[:cut], data[cut:]
+    # The two halves, read apart, give the whole's records, numbered on.
+    whole = reference(data, delimiter)
+    before = reference(head, delimiter)
+    after = [(number + records, row) for number, row in reference(tail, delimiter)]
+    assert before + after == whole
+    if cut:
+        assert head.endswith((b"\n", b"\r"))
+
+
+def test_a_quoted_cell_with_line_breaks_stays_in_one_block(small_blocks: None) -> None:
+    data = b'id,note\n1,"two\nlines"\n2,"a ""quoted""\r\nword"\n3,plain\n'
+    got = list(csvfiles.iter_rows(Trickle(data, 2), "utf-8", ","))  # type: ignore[arg-type]
+    assert got == [
+        (1, ["id", "note"]),
+        (2, ["1", "two\nlines"]),
+        (3, ["2", 'a "quoted"\r\nword']),
+        (4, ["3", "plain"]),
+    ]
+
+
+def test_a_quote_inside_an_unquoted_cell_is_a_character(small_blocks: None) -> None:
+    data = b'id,height\n1,5\'10"\n2,6\'1"\n3,"x"\n'
+    got = list(csvfiles.iter_rows(Trickle(data, 1), "utf-8", ","))  # type: ignore[arg-type]
+    assert got == [
+        (1, ["id", "height"]),
+        (2, ["1", "5'10\""]),
+        (3, ["2", "6'1\""]),
+        (4, ["3", "x"]),
+    ]
+
+
+def test_blocks_are_whole_records_of_about_the_block_size() -> None:
+    lines = [b'%d,"name, %d",x\n' % (i, i) for i in range(60_000)]
+    data = b"".join(lines)
+    blocks = list(csvfiles.iter_blocks(io.BytesIO(data), "utf-8", ","))
+    assert len(blocks) > 3
+    assert b"".join(b for _, b in blocks) == data
+    for (number, block), (following, _) in zip(blocks, blocks[1:], strict=False):
+        assert block.endswith(b"\n")
+        assert following == number + block.count(b"\n")
+        # Cut at the last record end once a block size was read: a record short of it at most.
+        assert csvfiles.BLOCK_BYTES - 64 < len(block) < csvfiles.BLOCK_BYTES + 64 * 1024
+
+
+def test_a_byte_order_mark_is_dropped_once() -> None:
+    data = b"\xef\xbb\xbfid\n1\n\xef\xbb\xbf2\n"
+    got = list(csvfiles.iter_rows(Trickle(data, 1), "utf-8-sig", ","))  # type: ignore[arg-type]
+    assert got == [(1, ["id"]), (2, ["1"]), (3, ["\ufeff2"])]
+
+
+def test_an_unclosed_quote_is_refused_with_its_row_without_reading_on_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(csv, "field_size_limit", lambda: 1024)
+    data = b'id,note\n1,ok\n2,"never closed\n' + b"more text\n" * 200_000
+    stream = Trickle(data, 64 * 1024)
+    with pytest.raises(csvfiles.FileProblem) as caught:
+        list(csvfiles.iter_blocks(stream, "utf-8", ","))  # type: ignore[arg-type]
+    assert str(caught.value).startswith("Row 3: ")
+    # It stopped soon after the limit, not at the end of the 2 MB file.
+    assert stream.at < 2 * 1024 + csvfiles.BLOCK_BYTES + 2 * 64 * 1024
