@@ -78,3 +78,29 @@ def test_a_wait_starts_again_from_half_a_second_after_a_minute_of_running_well(m
     run, _ = _failing(*[OperationalError("down")] * 3)
     worker._keep_running("the worker", run)
     assert slept == [0.5, 1.0, 0.5]
+
+
+def test_each_thread_of_the_worker_keeps_its_database_connection(monkeypatch, settings):
+    """Its threads poll the queue several times a second: a connection per poll cost more CPU
+    than the polls (WORKER_DATABASE_CONN_MAX_AGE; web processes keep DATABASE_CONN_MAX_AGE)."""
+    import threading
+
+    from django.db import connections
+
+    settings.TASK_BACKEND = "db"
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)  # restored after
+    seen: list[int | None] = []
+
+    def in_a_new_thread() -> None:
+        # A thread's first query makes its connection from these settings.
+        seen.append(connections["default"].settings_dict["CONN_MAX_AGE"])
+
+    def run_db_worker(self, interval: float, lanes: int) -> None:  # type: ignore[no-untyped-def]
+        lane = threading.Thread(target=in_a_new_thread)
+        lane.start()
+        lane.join()
+
+    monkeypatch.setattr(worker.Command, "_run_db_worker", run_db_worker)
+    monkeypatch.setattr(worker.Command, "_sweep_forever", lambda self, every: None)
+    worker.Command().handle(sweep_every=10.0, interval=0.2, lanes=2)
+    assert seen == [settings.WORKER_DATABASE_CONN_MAX_AGE] and seen[0] == 300

@@ -42,6 +42,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Each thread (lane, sweeper) keeps its connection between polls; health checks (on
+        # PostgreSQL) and the outage handling below replace one that broke.
+        for alias in connections:
+            connections.settings[alias]["CONN_MAX_AGE"] = settings.WORKER_DATABASE_CONN_MAX_AGE
         sweeper = threading.Thread(
             target=self._sweep_forever, args=(options["sweep_every"],), daemon=True
         )
