@@ -258,7 +258,7 @@ def main() -> None:
     parser.add_argument("--csv", required=True)
     parser.add_argument("--width", type=int, required=True)
     parser.add_argument("--tmp", required=True)
-    parser.add_argument("--sweep-every", type=float, default=0.5)
+    parser.add_argument("--sweep-every", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
     if args.what == "validate":
