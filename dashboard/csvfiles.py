@@ -85,7 +85,7 @@ class _Inflating(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        count = self.gz.readinto(buffer)
+        count = self.gz.readinto1(buffer)
         self.out += count
         if self.limit is not None and self.out > self.limit:
             raise FileProblem(
@@ -295,10 +295,13 @@ _QUOTE = 0x22  # "
 _CR, _LF = 0x0D, 0x0A
 
 
+_LINE_BREAK_RE = re.compile(rb"[\r\n]")
+
+
 def _quoted_cells(data: bytes, delimiter: int) -> tuple[list[tuple[int, int]], int | None]:
-    """([(start, end)] of the quoted cells of ``data``, which starts a record; the start of a
-    quoted cell still open at its end, or None). A quote ending the data could be the first
-    of a "" pair, so it leaves its cell open."""
+    """([(start, end)] of the quoted cells of ``data`` that hold a line break (``data`` starts
+    a record); the start of a quoted cell still open at its end, or None). A quote ending the
+    data could be the first of a "" pair, so it leaves its cell open."""
     spans: list[tuple[int, int]] = []
     find = data.find
     last = len(data) - 1
@@ -319,7 +322,8 @@ def _quoted_cells(data: bytes, delimiter: int) -> tuple[list[tuple[int, int]], i
             if data[closing + 1] != _QUOTE:
                 break
             inside = closing + 2  # "" stands for one quote
-        spans.append((opening, closing + 1))
+        if _LINE_BREAK_RE.search(data, opening, closing):
+            spans.append((opening, closing + 1))
         at = closing + 1
 
 
@@ -342,20 +346,22 @@ def record_boundary(data: bytes, delimiter: str) -> tuple[int, int]:
     end = len(data) if open_at is None else open_at
     if end == len(data) and data.endswith(b"\r"):
         end -= 1  # it may be the first half of a \r\n
+    # The last line break before `end` that is not inside a quoted cell: looked for in the gaps
+    # between the cells that hold line breaks, from the last gap back (each byte looked at once).
+    before = len(spans)  # the cells before the gap looked at
+    high = end
     while True:
-        last = max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end))
-        if last < 0:
-            return 0, 0
-        # A line break inside a quoted cell is part of the cell: look before the cell.
-        inside = next((s for s in reversed(spans) if s[0] < last < s[1]), None) if spans else None
-        if inside is None:
+        low = spans[before - 1][1] if before else 0
+        last = max(data.rfind(b"\n", low, high), data.rfind(b"\r", low, high))
+        if last >= 0:
             break
-        end = inside[0]
+        if not before:
+            return 0, 0
+        before -= 1
+        high = spans[before][0]
     cut = last + 1
     records = _breaks(data, 0, cut)
-    for start, stop in spans:
-        if start >= cut:
-            break
+    for start, stop in spans[:before]:
         records -= _breaks(data, start, stop)
     return cut, records
 
@@ -376,9 +382,12 @@ def iter_blocks(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tup
     # A record with no end in sight: past this, the file is refused (FIELD_LIMIT is the size of
     # a cell; a record is handed to the parser in one piece, so it must fit in memory).
     too_long = 2 * csv.field_size_limit() + BLOCK_BYTES
+    # One read of the layer below at a time (read1): a damaged gzip stream then fails on the
+    # read that reaches the damage, without losing what the reads before it gave.
+    read = getattr(stream, "read1", stream.read)
     while True:
         try:
-            piece = stream.read(_READ_BYTES)
+            piece = read(_READ_BYTES)
         except (OSError, EOFError, zlib.error, FileProblem) as exc:
             cut, records = record_boundary(bytes(pending), delimiter)
             if cut:

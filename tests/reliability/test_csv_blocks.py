@@ -143,3 +143,32 @@ def test_an_unclosed_quote_is_refused_with_its_row_without_reading_on_for_ever(
     assert str(caught.value).startswith("Row 3: ")
     # It stopped soon after the limit, not at the end of the 2 MB file.
     assert stream.at < 2 * 1024 + csvfiles.BLOCK_BYTES + 2 * 64 * 1024
+
+
+def test_a_record_of_many_quoted_cells_with_line_breaks_is_scanned_once() -> None:
+    """Each byte is looked at once: looking back from each such cell to the start of the block
+    took minutes for a record of many short cells (an upload could hold a worker that long)."""
+    cells = b'"\n",' * 40_000
+    data = b"id,note\n1,a\n2," + cells + b"x\n3,b\n4," + cells  # the last record is cut short
+    cut, records = csvfiles.record_boundary(data, ",")
+    assert data[:cut].endswith(b"x\n3,b\n") and records == 4
+    # Cut short inside the long record: the last whole one is the one before it.
+    assert csvfiles.record_boundary(b"id,note\n1,a\n2," + cells[:-2], ",") == (12, 2)
+
+
+def test_a_damaged_gzip_stream_names_the_first_row_it_could_not_read() -> None:
+    import gzip
+    import zlib
+
+    data = b"id\n" + b"".join(b"%07d\n" % i for i in range(300_000))
+    packed = gzip.compress(data)[:-5_000]
+    readable = zlib.decompressobj(wbits=31).decompress(packed)  # all that can be read back
+    whole_records = readable.count(b"\n")
+    stream, _ = csvfiles.open_binary(io.BytesIO(packed))
+    seen = 0
+    with pytest.raises(csvfiles.FileProblem) as caught:
+        for _ in csvfiles.iter_rows(stream, "utf-8", ","):
+            seen += 1
+    assert str(caught.value).startswith(f"Row {seen + 1}: the compressed file is damaged")
+    # Every record that could be read was (give or take the last read's few kilobytes).
+    assert whole_records - 1_000 <= seen <= whole_records
