@@ -419,29 +419,31 @@ def _finish(imp: Import, tally: _Tally) -> None:
             return
         # The rows are found first, then marked by id: one statement doing both rewrote the
         # whole import's rows at a million of them (seconds, holding SQLite's only write lock).
-        cursor.execute(_SUPERSEDED, [imp.pk])
-        superseded = cursor.fetchall()
-        adds, removes = tally.adds, tally.removes
-        for _, has_problems, action in superseded:
-            if not has_problems:
-                if action == "add":
-                    adds -= 1
-                else:
-                    removes -= 1
-        for start in range(0, len(superseded), SUPERSEDE_BATCH):
-            ids = [row[0] for row in superseded[start : start + SUPERSEDE_BATCH]]
-            cursor.execute(
-                "UPDATE dashboard_importrow SET superseded = %s WHERE id IN ({})".format(
-                    ", ".join(["%s"] * len(ids))
-                ),
-                [True, *ids],
-            )
+        # Batch by batch (a server-side cursor on PostgreSQL): a file of one ID repeated has as
+        # many superseded rows as rows.
+        adds, removes, superseded = tally.adds, tally.removes, 0
+        with connection.chunked_cursor() as found:
+            found.execute(_SUPERSEDED, [imp.pk])
+            while batch := found.fetchmany(SUPERSEDE_BATCH):
+                superseded += len(batch)
+                for _, has_problems, action in batch:
+                    if not has_problems:
+                        if action == "add":
+                            adds -= 1
+                        else:
+                            removes -= 1
+                cursor.execute(
+                    "UPDATE dashboard_importrow SET superseded = %s WHERE id IN ({})".format(
+                        ", ".join(["%s"] * len(batch))
+                    ),
+                    [True, *(row[0] for row in batch)],
+                )
         total, with_problems = tally.rows, tally.with_problems
         finished = _mine(imp).update(
             state=Import.VALIDATED,
             total_rows=total,
             problem_rows=with_problems,
-            superseded_rows=len(superseded),
+            superseded_rows=superseded,
             valid_rows=adds + removes,
             add_count=adds,
             remove_count=removes,
@@ -459,7 +461,7 @@ def _finish(imp: Import, tally: _Tally) -> None:
                     "rows": total,
                     "valid": adds + removes,
                     "with_problems": with_problems,
-                    "superseded": len(superseded),
+                    "superseded": superseded,
                 },
             )
 

@@ -470,3 +470,81 @@ def test_a_big_file_validated_by_a_pool_of_processes_is_stored_as_by_one(
         "INVALID_ID",
         "INVALID_ATTRIBUTE_VALUE",
     }
+
+
+def test_the_totals_are_those_of_the_stored_rows_however_many_are_superseded(
+    marketer, connection, work, monkeypatch
+):
+    """Counted as the rows are stored, then corrected for the superseded ones (marked a batch
+    at a time): the same figures as counting the stored rows, problem rows included."""
+    monkeypatch.setattr(imports, "SUPERSEDE_BATCH", 7)
+    lines = ["user_id,age,action"]
+    for i in range(400):
+        custom_id = "" if i % 53 == 0 else f"{i % 37:03d}"  # empty IDs are never repeats
+        age = "oops" if i % 11 == 0 else str(i)
+        action = "remove" if i % 5 == 0 else "add"
+        lines.append(f"{custom_id},{age},{action}")
+    imp = import_file(
+        marketer,
+        connection,
+        work,
+        ("\n".join(lines) + "\n").encode(),
+        mode="column",
+        mapping={"action_column": 2, "attributes": {1: ("number", "age")}},
+    )
+    rows = rows_of(imp)
+    last_of = {r.custom_id: r.row_number for r in rows if r.custom_id}
+    superseded = {
+        r.row_number for r in rows if r.custom_id and last_of[r.custom_id] != r.row_number
+    }
+    assert {r.row_number for r in rows if r.superseded} == superseded
+    valid = [r for r in rows if not r.has_problems and not r.superseded]
+    assert (
+        imp.total_rows,
+        imp.problem_rows,
+        imp.superseded_rows,
+        imp.valid_rows,
+        imp.add_count,
+        imp.remove_count,
+    ) == (
+        400,
+        sum(r.has_problems for r in rows),
+        len(superseded),
+        len(valid),
+        sum(r.action == "add" for r in valid),
+        sum(r.action == "remove" for r in valid),
+    )
+    # Some superseded rows had problems, some were valid: both corrections were made.
+    assert any(r.superseded and r.has_problems for r in rows)
+    assert any(r.superseded and not r.has_problems for r in rows)
+    assert 0 < imp.remove_count < imp.add_count
+
+
+def test_a_row_the_pool_finds_not_utf8_is_named_before_damage_read_after_it(
+    marketer, connection, work, settings, monkeypatch
+):
+    """The pool's processes check blocks in the background: when the file can't be read on,
+    the rows already handed over are checked first, so the earlier row's problem is the one
+    reported."""
+    import gzip
+
+    monkeypatch.setattr(csvfiles, "BLOCK_BYTES", 2048)
+    monkeypatch.setattr(csvfiles, "_READ_BYTES", 1024)
+    settings.IMPORT_VALIDATION_PROCESSES = 2
+    settings.IMPORT_VALIDATION_PARALLEL_BYTES = 0
+    # Past the 4 MB the upload form reads ahead: the damage is found by the worker.
+    note = b"x" * 100  # a column left unmapped
+    lines = [b"user_id,age,note"] + [b"%06d,%d,%s" % (i, i % 90, note) for i in range(45_000)]
+    bad = len(lines) - 40  # a few blocks before the end, where the damage is
+    lines[bad] = b"%06d,caf\xe9,%s" % (bad, note)
+    packed = gzip.compress(b"\n".join(lines) + b"\n", mtime=0)[:-12]
+    imp = import_file(
+        marketer,
+        connection,
+        work,
+        packed,
+        name="audience.csv.gz",
+        mapping={"attributes": {1: ("number", "age")}},
+    )
+    assert imp.state == "failed"
+    assert f"Row {bad + 1}: the file is not UTF-8 from here on (byte 0xE9" in imp.error
