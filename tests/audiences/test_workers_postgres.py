@@ -77,7 +77,8 @@ def test_four_workers_apply_200_overlapping_calls_in_acceptance_order_8_times(ap
         assert r.status_code == 202, r.text
         return r.json()["indexing_token"]
 
-    # Workers keep their connections, as in production (deploy/production.env).
+    # Workers keep their connections (WORKER_DATABASE_CONN_MAX_AGE, 300 s by default), as in
+    # production; the web server too (deploy/production.env).
     with running_workers(4, DATABASE_CONN_MAX_AGE="60"), ThreadPoolExecutor(4) as clients:
         for round_ in range(ROUNDS):
             name = f"ordered-{round_}"
