@@ -82,6 +82,7 @@ def validate(args: argparse.Namespace) -> None:
 
     conn = Connection.objects.get(is_embedded=True)
     user = get_user_model().objects.get(is_superuser=True)
+    cpu_before = proc.own_cpu_seconds()
     started = time.perf_counter()
     imp = create_import(
         connection_obj=conn, audience_name=AUDIENCE, mode="add", user=user, upload=Upload(args.csv)
@@ -108,6 +109,8 @@ def validate(args: argparse.Namespace) -> None:
                 "store_seconds": stored - started,
                 "validate_seconds": finished - stored,
                 "peak_mb": proc.own_peak_mb(),
+                # This process's and its validation pool's CPU time, uploading included.
+                "cpu_seconds": proc.own_cpu_seconds() - cpu_before,
                 # The validation pool's processes (ended and reaped by now): the largest.
                 "pool_peak_mb": proc.children_peak_mb(),
                 "state": imp.state,
@@ -196,6 +199,7 @@ def run(args: argparse.Namespace) -> None:
         conn.client().create(AUDIENCE)
         time.sleep(0.5)  # the worker's first poll of its queue
         imp = Import.objects.get(pk=preview["import_id"])
+        cpu_before = {p.pid: proc.cpu_seconds(p.pid) for p in (server, worker)}
         started = time.perf_counter()
         submission.submit(imp)
         deadline = time.monotonic() + args.timeout
@@ -205,6 +209,7 @@ def run(args: argparse.Namespace) -> None:
                 break
             time.sleep(0.1)
         seen = time.perf_counter() - started
+        cpu = {p.pid: proc.cpu_seconds(p.pid) - cpu_before[p.pid] for p in (server, worker)}
         server_mb = proc.tree_peak_mb(server.pid)
         worker_mb = proc.tree_peak_mb(worker.pid)
     finally:
@@ -242,6 +247,8 @@ def run(args: argparse.Namespace) -> None:
                     "members": members,
                     "server_peak_mb": server_mb,
                     "worker_peak_mb": worker_mb,
+                    "server_cpu_seconds": cpu[server.pid],
+                    "worker_cpu_seconds": cpu[worker.pid],
                     "cutting": span(imp.submitted_at, t["first_sent"]),
                     "sending": span(t["first_sent"], t["last_accepted"]),
                     "applying": span(ops["first"], ops["last_applied"]),

@@ -1,8 +1,9 @@
-"""Peak memory of processes: our own (getrusage) and a running one's (/proc VmHWM)."""
+"""Peak memory and CPU time of processes: our own (getrusage) and a running one's (/proc)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 from pathlib import Path
 
@@ -52,3 +53,20 @@ def has_open(pid: int, path: str) -> bool:
         except OSError:
             pass
     return False
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its children waited for."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far, its threads included."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields 14 and 15 of stat (utime, stime), counted after the ")" that ends the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
