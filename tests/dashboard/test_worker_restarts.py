@@ -60,10 +60,8 @@ def test_the_main_worker_waits_out_outages_but_stops_on_a_bug(waits):
 
 
 def test_a_lane_thread_is_started_again_after_any_error(waits, monkeypatch):
-    from django_tasks_db.management.commands.db_worker import Worker
-
     run, calls = _failing(ValueError("bug"))
-    monkeypatch.setattr(Worker, "run", lambda self: run())
+    monkeypatch.setattr(worker.Lane, "run", lambda self: run())
     worker.Command()._lane("audiences", 1.0)
     assert len(calls) == 2 and waits == [0.5]
 
@@ -104,3 +102,69 @@ def test_each_thread_of_the_worker_keeps_its_database_connection(monkeypatch, se
     monkeypatch.setattr(worker.Command, "_sweep_forever", lambda self, every: None)
     worker.Command().handle(sweep_every=10.0, interval=0.2, lanes=2)
     assert seen == [settings.WORKER_DATABASE_CONN_MAX_AGE] and seen[0] == 300
+
+
+# --- The lanes of the database queue ---------------------------------------------------------------
+
+db_queue_only = pytest.mark.skipif(
+    __import__("django.conf").conf.settings.TASK_BACKEND != "db",
+    reason="the database queue (TASK_BACKEND=db)",
+)
+
+
+def _run_lane(lane: worker.Lane, monkeypatch: pytest.MonkeyPatch, polls: int) -> list[float]:
+    """Run the lane in this thread until it has waited `polls` times."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) >= polls:
+            lane.running = False
+
+    monkeypatch.setattr(worker, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    lane.run()
+    return slept
+
+
+def _waiting_apply(api, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        api.create("vip")
+        api.update("vip", [{"action": "add", "id": "u1"}])
+
+
+@db_queue_only
+def test_an_idle_lane_only_reads_the_queue(
+    api, django_capture_on_commit_callbacks, monkeypatch, transactional_db
+):
+    """db_worker claims at every poll in a write transaction (on SQLite, the one write lock);
+    a lane whose queue has nothing waiting takes none, even beside another queue's task."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _waiting_apply(api, django_capture_on_commit_callbacks)  # a task of the audiences queue
+    lane = worker.Lane(queue="default", interval=0.05)
+    with CaptureQueriesContext(connection) as queries:
+        slept = _run_lane(lane, monkeypatch, polls=3)
+    assert slept == [0.05, 0.05, 0.05]
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert statements == ["SELECT"] * 3  # one read per poll: no BEGIN, no write
+
+
+@db_queue_only
+def test_a_lane_claims_and_runs_the_waiting_tasks_of_its_queue(
+    api, django_capture_on_commit_callbacks, monkeypatch, transactional_db
+):
+    from django_tasks_db.models import DBTaskResult
+
+    from audiences.models import Member, Operation
+
+    _waiting_apply(api, django_capture_on_commit_callbacks)
+    job = DBTaskResult.objects.get(queue_name="audiences")
+    lane = worker.Lane(queue="audiences", interval=0.05)
+    slept = _run_lane(lane, monkeypatch, polls=1)
+    assert slept == [0.05]  # it ran the task at once, then waited once
+    job.refresh_from_db()
+    assert job.status == "SUCCESSFUL" and job.worker_ids == [lane.worker_id]
+    assert job.return_value == 2  # the create and the update
+    assert not Operation.objects.filter(state="IN_PROGRESS").exists()
+    assert list(Member.objects.values_list("custom_id", flat=True)) == ["u1"]
