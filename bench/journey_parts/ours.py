@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> None:
         conn.client().create(AUDIENCE)
         time.sleep(0.5)  # the worker's first poll of its queue
         imp = Import.objects.get(pk=preview["import_id"])
-        cpu_before = {p.pid: proc.cpu_seconds(p.pid) for p in (server, worker)}
+        cpu_before = {p.pid: proc.tree_cpu_seconds(p.pid) for p in (server, worker)}
         started = time.perf_counter()
         submission.submit(imp)
         deadline = time.monotonic() + args.timeout
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> None:
                 break
             time.sleep(0.1)
         seen = time.perf_counter() - started
-        cpu = {p.pid: proc.cpu_seconds(p.pid) - cpu_before[p.pid] for p in (server, worker)}
+        cpu = {p.pid: proc.tree_cpu_seconds(p.pid) - cpu_before[p.pid] for p in (server, worker)}
         server_mb = proc.tree_peak_mb(server.pid)
         worker_mb = proc.tree_peak_mb(worker.pid)
     finally:

@@ -100,3 +100,80 @@ def test_a_fresh_start_reaches_applied(api):
         token = api.update("quick", [{"action": "add", "id": str(i)} for i in range(100)])
         wait_for(lambda: api.view("quick", token)["indexing_state"] == "APPLIED", what="APPLIED")
     assert api.view("quick")["nb_ids"] == 100
+
+
+# --- The applies' process of `manage.py worker` (database queue) ----------------------------------
+
+db_queue_only = pytest.mark.skipif(
+    __import__("django.conf").conf.settings.TASK_BACKEND != "db",
+    reason="the database queue (TASK_BACKEND=db)",
+)
+
+
+def _applies_process(worker_pid: int) -> int | None:
+    """The worker's child running the applies (a spawned process; not the resource tracker)."""
+    from pathlib import Path
+
+    for children in Path(f"/proc/{worker_pid}/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                return int(pid)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone too: its parent (init, once the worker died) reaps it soon.
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _applied_by(api, name: str) -> str:  # type: ignore[no-untyped-def]
+    """Create `name`, update it, wait until applied; the id of the lane that ran its apply."""
+    from django_tasks_db.models import DBTaskResult
+
+    api.create(name)
+    token = api.update(name, [{"action": "add", "id": str(i)} for i in range(100)])
+    wait_for(lambda: api.view(name, token)["indexing_state"] == "APPLIED", 20, "APPLIED")
+    job = DBTaskResult.objects.filter(queue_name="audiences").latest("finished_at")
+    return job.worker_ids[-1]
+
+
+@db_queue_only
+def test_the_worker_applies_in_a_process_of_its_own_that_ends_with_it(api):
+    with running_workers(1) as (worker,):
+        wait_for(lambda: _applies_process(worker.pid) is not None, 30, "the applies' process")
+        child = _applies_process(worker.pid)
+        assert child is not None
+        # The applies ran there (within 20 s: the sweep would take 30), not in the worker.
+        assert _applied_by(api, "quick").startswith(f"{child}-")
+        # Killed, the worker takes its applies' process with it (never a lane left over).
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        wait_for(lambda: not _alive(child), 20, "the applies' process to end")
+
+
+@db_queue_only
+def test_an_applies_process_that_dies_is_started_again(api):
+    with running_workers(1) as (worker,):
+        wait_for(lambda: _applies_process(worker.pid) is not None, 30, "the applies' process")
+        first = _applies_process(worker.pid)
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(
+            lambda: _applies_process(worker.pid) not in (None, first), 30, "a new applies' process"
+        )
+        second = _applies_process(worker.pid)
+        assert _applied_by(api, "again").startswith(f"{second}-")
+        assert worker.poll() is None

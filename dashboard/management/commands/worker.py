@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -52,8 +54,8 @@ class Command(BaseCommand):
             "--lanes",
             type=int,
             default=2,
-            help="Tasks of the dashboard's queue run at once (db); the API's applies have a lane "
-            "of their own besides",
+            help="Tasks of the dashboard's queue run at once (db); the API's applies have a "
+            "process of their own besides",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -83,18 +85,45 @@ class Command(BaseCommand):
         """The database queue's lanes, each started again whenever the database drops it; a
         signal still stops the main one, and the process, for good.
 
-        The embedded API's applies run beside it in a lane (thread) of their own: while the
-        main lane sends an import's chunks, the applies they cause start at once instead of
-        queueing behind the whole send, and SQLite's writes leave the interpreter free meanwhile.
+        The embedded API's applies run beside them in a process of their own (a lane there):
+        while the lanes here send an import's chunks, the applies they cause start at once
+        instead of queueing behind the whole send, on the other core (in a thread of this
+        process they shared its interpreter with the senders: 18% slower at a million rows).
         With more than one lane for the dashboard's queue, two senders share an import's chunks
         (each claims its own), so the server always has the next call while it answers one.
         """
-        threading.Thread(target=self._lane, args=("audiences", interval), daemon=True).start()
+        threading.Thread(target=self._applies, args=(interval,), daemon=True).start()
         for _ in range(lanes - 1):
             threading.Thread(target=self._lane, args=("default", interval), daemon=True).start()
         main = Lane(queue="default", interval=interval)
         main.configure_signals()  # as db_worker: a signal lets the running task finish
         _keep_running("the worker", main.run)
+
+    def _applies(self, interval: float) -> None:
+        """The applies' process, started again (after a pause) whenever it ends before us."""
+        import multiprocessing.util  # its exit handler first, then ours: ours runs first
+
+        from dashboard import applies_process
+
+        atexit.register(_STOPPING.set)
+        context = multiprocessing.get_context("spawn")  # not a fork: this process has threads
+
+        def run() -> None:
+            if _STOPPING.is_set():
+                return
+            process = context.Process(
+                target=applies_process.run,
+                args=(interval, os.getpid()),
+                name="audiences lane",
+                daemon=True,  # multiprocessing ends it (SIGTERM) as this process exits
+            )
+            process.start()
+            logger.debug("the audiences lane runs in process %s", process.pid)
+            process.join()
+            if not _STOPPING.is_set():
+                raise RuntimeError(f"its process ended, exit code {process.exitcode}")
+
+        _keep_running("the audiences lane", run, any_error=True)
 
     def _lane(self, queue: str, interval: float) -> None:
         """One more lane of that queue, in a thread, kept running through database outages and,
@@ -166,7 +195,8 @@ class Lane(Worker):
             backend_name="default",
             startup_delay=False,
             max_tasks=None,
-            worker_id=get_random_string(32),
+            # Which process ran a task shows in its result: the pid, then a random part.
+            worker_id=f"{os.getpid()}-{get_random_string(16)}",
             excluded_queue_names=[],
         )
 
@@ -206,6 +236,20 @@ class Lane(Worker):
             if is_locked_database_exception(exc):
                 return None  # SQLite's busy timeout ran out: try again at the next poll
             raise
+
+
+def run_lane_process(queue: str, interval: float) -> None:
+    """A lane of that queue as a whole process (applies_process); SIGTERM stops it after the
+    task it is running."""
+    for alias in connections:
+        connections.settings[alias]["CONN_MAX_AGE"] = settings.WORKER_DATABASE_CONN_MAX_AGE
+    lane = Lane(queue=queue, interval=interval)
+    lane.configure_signals()
+    _keep_running(f"the {queue} lane", lane.run)
+
+
+# Set as the worker exits, before multiprocessing ends the applies' process: not restarted then.
+_STOPPING = threading.Event()
 
 
 def _keep_running(what: str, run: Callable[[], None], *, any_error: bool = False) -> None:
