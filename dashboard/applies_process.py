@@ -23,13 +23,14 @@ def run(interval: float, parent: int) -> None:
     django.setup()
     from dashboard.management.commands.worker import run_lane_process
 
-    run_lane_process("audiences", interval)
+    run_lane_process("audiences", interval, parent)
 
 
 def _end_with(parent: int) -> None:
     """Ask Linux for a SIGTERM when the worker ends, however it ends (killed included): the
-    lane then finishes the apply it is running, as on any SIGTERM, and stops."""
-    # Not on Linux: the worker's own exit still stops this process (multiprocessing's daemon).
+    lane then finishes the apply it is running, as on any SIGTERM, and stops. (The signal
+    follows the worker's thread that started this process, which lives as long as the worker.)
+    Elsewhere the lane sees at its next look at the queue that its parent is gone."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the worker ended before the request took hold

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -150,7 +151,8 @@ def running_workers(
         raise
     finally:
         for proc in procs:
-            if proc.poll() is None:
+            # The whole group, always: a worker that ended may have left a child behind.
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         for log in logs:

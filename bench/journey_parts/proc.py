@@ -44,6 +44,16 @@ def tree_peak_mb(pid: int) -> float:
     return peak
 
 
+def tree_has_open(pid: int, path: str) -> int:
+    """How many of a running process and its descendants hold the file open."""
+    found, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        found += has_open(p, path)
+        todo += _children(p)
+    return found
+
+
 def has_open(pid: int, path: str) -> bool:
     """True once the process holds the file open (a worker that reached its database)."""
     for fd in Path(f"/proc/{pid}/fd").glob("*"):
@@ -72,7 +82,8 @@ def tree_cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        # Fields 14 and 15 of stat (utime, stime), counted after the ")" that ends the name.
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        # Fields 14 to 17 of stat (utime, stime, and those of its children waited for),
+        # counted after the ")" that ends the name.
+        total += sum(int(field) for field in fields[11:15]) / os.sysconf("SC_CLK_TCK")
         todo += _children(p)
     return total

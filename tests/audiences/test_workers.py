@@ -177,3 +177,18 @@ def test_an_applies_process_that_dies_is_started_again(api):
         second = _applies_process(worker.pid)
         assert _applied_by(api, "again").startswith(f"{second}-")
         assert worker.poll() is None
+
+
+@db_queue_only
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_to_the_group_ends_the_worker_and_its_applies_process(api, stop):
+    """As systemd (SIGTERM to every process) and Ctrl-C (SIGINT) stop them: both end, cleanly,
+    and the applies' process is not started again meanwhile."""
+    with running_workers(1) as (worker,):
+        wait_for(lambda: _applies_process(worker.pid) is not None, 30, "the applies' process")
+        child = _applies_process(worker.pid)
+        assert child is not None
+        os.killpg(worker.pid, stop)
+        assert worker.wait(timeout=30) == 0
+        wait_for(lambda: not _alive(child), 20, "the applies' process to end")
+        assert _applies_process(worker.pid) is None

@@ -168,3 +168,57 @@ def test_a_lane_claims_and_runs_the_waiting_tasks_of_its_queue(
     assert job.return_value == 2  # the create and the update
     assert not Operation.objects.filter(state="IN_PROGRESS").exists()
     assert list(Member.objects.values_list("custom_id", flat=True)) == ["u1"]
+
+
+@db_queue_only
+def test_a_lane_does_not_claim_at_each_poll_for_a_task_due_later(
+    api, django_capture_on_commit_callbacks, monkeypatch, transactional_db
+):
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+    from django_tasks_db.models import DBTaskResult
+
+    _waiting_apply(api, django_capture_on_commit_callbacks)
+    DBTaskResult.objects.update(run_after=timezone.now() + timedelta(hours=1))
+    lane = worker.Lane(queue="audiences", interval=0.05)
+    with CaptureQueriesContext(connection) as queries:
+        _run_lane(lane, monkeypatch, polls=2)
+    assert [q["sql"].split()[0].upper() for q in queries.captured_queries] == ["SELECT"] * 2
+    assert DBTaskResult.objects.get().status == "READY"
+
+
+def test_the_applies_lane_finishes_its_task_whatever_the_signals_until_sigkill(monkeypatch):
+    """SIGINT (Ctrl-C, sent to the whole group) is the worker's to handle, and a second SIGTERM
+    (the worker's own, as it exits) must not cut an apply short: its task would end failed."""
+    import os
+    import signal
+
+    lane = worker.ProcessLane(queue="audiences", interval=0.05, parent=os.getppid())
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        lane.configure_signals()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        lane.running_task = True
+        lane.shutdown(signal.SIGTERM, None)
+        lane.shutdown(signal.SIGTERM, None)  # no exit: the task in hand finishes
+        assert lane.running is False
+        lane.running_task = False
+        with pytest.raises(SystemExit) as stopped:
+            lane.shutdown(signal.SIGTERM, None)
+        assert stopped.value.code == 0
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+
+
+def test_an_applies_lane_whose_worker_is_gone_stops(monkeypatch):
+    import os
+
+    lane = worker.ProcessLane(queue="audiences", interval=0.05, parent=os.getppid() + 1)
+    polls = []
+    monkeypatch.setattr(lane, "_may_have_work", lambda: polls.append(1))
+    lane.run()
+    assert polls == []

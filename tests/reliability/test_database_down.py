@@ -3,7 +3,9 @@ half-done; a worker logs, waits and carries on where it stopped once the databas
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -132,8 +134,8 @@ def flaky_worker(flag: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
             print(f"--- worker log ---\n{log.read_text()[-4000:]}")
             raise
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its applies' process too
             proc.wait(timeout=30)
             log.unlink()
 

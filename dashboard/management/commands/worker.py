@@ -3,6 +3,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,11 +20,12 @@ from django.db import (
     connection,
     connections,
 )
+from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
 from django_tasks.base import TaskResultStatus
 from django_tasks_db.management.commands.db_worker import Worker
-from django_tasks_db.models import DBTaskResult
+from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
 logger = logging.getLogger("audiences.worker")
@@ -95,22 +98,22 @@ class Command(BaseCommand):
         threading.Thread(target=self._applies, args=(interval,), daemon=True).start()
         for _ in range(lanes - 1):
             threading.Thread(target=self._lane, args=("default", interval), daemon=True).start()
-        main = Lane(queue="default", interval=interval)
+        main = MainLane(queue="default", interval=interval)
         main.configure_signals()  # as db_worker: a signal lets the running task finish
         _keep_running("the worker", main.run)
 
     def _applies(self, interval: float) -> None:
-        """The applies' process, started again (after a pause) whenever it ends before us."""
+        """The applies' process, started again (after a pause, doubling up to MAX_OUTAGE_WAIT;
+        back to 0.5 s after a minute of running well) whenever it ends while we don't."""
         import multiprocessing.util  # its exit handler first, then ours: ours runs first
 
         from dashboard import applies_process
 
         atexit.register(_STOPPING.set)
         context = multiprocessing.get_context("spawn")  # not a fork: this process has threads
-
-        def run() -> None:
-            if _STOPPING.is_set():
-                return
+        wait = 0.5
+        while not _STOPPING.is_set():
+            started = time.monotonic()
             process = context.Process(
                 target=applies_process.run,
                 args=(interval, os.getpid()),
@@ -120,10 +123,19 @@ class Command(BaseCommand):
             process.start()
             logger.debug("the audiences lane runs in process %s", process.pid)
             process.join()
-            if not _STOPPING.is_set():
-                raise RuntimeError(f"its process ended, exit code {process.exitcode}")
-
-        _keep_running("the audiences lane", run, any_error=True)
+            # A stop signal sent to the whole group reaches it and us at once: ours may lag.
+            if _STOPPING.wait(0.5):
+                return
+            if time.monotonic() - started > 60:
+                wait = 0.5
+            logger.warning(
+                "the audiences lane's process ended (exit code %s); starting it again in %.1f s",
+                process.exitcode,
+                wait,
+            )
+            if _STOPPING.wait(wait):
+                return
+            wait = min(MAX_OUTAGE_WAIT, wait * 2)
 
     def _lane(self, queue: str, interval: float) -> None:
         """One more lane of that queue, in a thread, kept running through database outages and,
@@ -172,8 +184,12 @@ class Command(BaseCommand):
                 close_old_connections()
 
 
-# The queues of the tasks waiting to run (the table's index of waiting tasks serves it).
-_WAITING = f"SELECT DISTINCT queue_name FROM {DBTaskResult._meta.db_table} WHERE status = %s"
+# Is a task of this queue and backend due? The status is written out, not a parameter, so that
+# SQLite sees that the table's index of waiting tasks (status = 'READY') holds every answer.
+_WAITING = (
+    f"SELECT 1 FROM {DBTaskResult._meta.db_table} WHERE status = '{TaskResultStatus.READY}'"
+    " AND queue_name = %s AND backend_name = %s AND (run_after = %s OR run_after <= %s) LIMIT 1"
+)
 
 
 class Lane(Worker):
@@ -202,7 +218,7 @@ class Lane(Worker):
 
     def run(self) -> None:
         logger.debug("lane %s of queue %s started", self.worker_id, self.queue_names[0])
-        while self.running:
+        while self.running and not self._orphaned():
             close_old_connections()
             task_result = self._claim() if self._may_have_work() else None
             if task_result is not None:
@@ -211,12 +227,19 @@ class Lane(Worker):
                 time.sleep(self.interval)
 
     def _may_have_work(self) -> bool:
-        """Whether a task of this lane's queue is waiting: one plain query on the queue's
-        index of waiting tasks (cheap enough to ask many times a second; the ORM's cost was
-        most of an idle worker's CPU). A task due later counts too: the claim sorts it out."""
+        """Whether a task of this lane's queue is due: one plain query (cheap enough to ask
+        many times a second; the ORM's cost was most of an idle worker's CPU), asking what
+        DBTaskResult.objects.ready() asks."""
+        now, never = (
+            connection.ops.adapt_datetimefield_value(moment)
+            for moment in (timezone.now(), get_date_max())
+        )
         with connection.cursor() as cursor:
-            cursor.execute(_WAITING, [TaskResultStatus.READY])
-            return any(queue in self.queue_names for (queue,) in cursor.fetchall())
+            cursor.execute(_WAITING, [self.queue_names[0], self.backend_name, never, now])
+            return cursor.fetchone() is not None
+
+    def _orphaned(self) -> bool:
+        return False
 
     def _ready(self) -> Any:
         return DBTaskResult.objects.ready().filter(
@@ -238,17 +261,53 @@ class Lane(Worker):
             raise
 
 
-def run_lane_process(queue: str, interval: float) -> None:
-    """A lane of that queue as a whole process (applies_process); SIGTERM stops it after the
-    task it is running."""
+class MainLane(Lane):
+    """The lane in the worker's main thread: its stop signal also says the worker is stopping,
+    so that the applies' process, which the same signal may have stopped, is not started again."""
+
+    def shutdown(self, signum: int, frame: Any) -> None:
+        _STOPPING.set()
+        super().shutdown(signum, frame)
+
+
+class ProcessLane(Lane):
+    """The lane of a process of its own (applies_process), which ends with the worker.
+
+    SIGTERM (from the worker as it exits, or from Linux as it dies) stops it once the task it
+    is running is finished; a second one, or Ctrl-C's SIGINT sent to the whole group, does not cut
+    that task short (the worker sees to stopping it). SIGKILL still does.
+    """
+
+    def __init__(self, *, queue: str, interval: float, parent: int) -> None:
+        super().__init__(queue=queue, interval=interval)
+        self.parent = parent
+
+    def configure_signals(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self.shutdown)
+
+    def shutdown(self, signum: int, frame: Any) -> None:
+        self.running = False
+        if not self.running_task:
+            sys.exit(0)
+
+    def _orphaned(self) -> bool:
+        # Where Linux's parent-death signal is not to be had: the worker is gone.
+        return os.getppid() != self.parent
+
+
+def run_lane_process(queue: str, interval: float, parent: int) -> None:
+    """A lane of that queue as a whole process (applies_process), until the worker `parent`
+    stops it or ends."""
     for alias in connections:
         connections.settings[alias]["CONN_MAX_AGE"] = settings.WORKER_DATABASE_CONN_MAX_AGE
-    lane = Lane(queue=queue, interval=interval)
+    lane = ProcessLane(queue=queue, interval=interval, parent=parent)
     lane.configure_signals()
     _keep_running(f"the {queue} lane", lane.run)
 
 
-# Set as the worker exits, before multiprocessing ends the applies' process: not restarted then.
+# Set once the worker is stopping (its signal, or its exit): the applies' process is then not
+# started again.
 _STOPPING = threading.Event()
 
 
@@ -271,6 +330,8 @@ def _keep_running(what: str, run: Callable[[], None], *, any_error: bool = False
         except Exception:
             if not any_error:
                 raise
+            if time.monotonic() - started > 60:
+                wait = 0.5
             logger.exception("%s stopped; starting it again in %.1f s", what, wait)
         _drop_connections()
         time.sleep(wait)
