@@ -138,7 +138,7 @@ def _wait_open(pid: int, path: str, limit: float = 60) -> None:
     """Until the worker and its applies' process have both opened the database."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if proc.tree_has_open(pid, path) >= 2:
+        if proc.tree_open_count(pid, path) >= 2:
             return
         time.sleep(0.05)
     raise RuntimeError(f"the worker and its applies' process did not open {path} within {limit} s")

@@ -44,7 +44,7 @@ def tree_peak_mb(pid: int) -> float:
     return peak
 
 
-def tree_has_open(pid: int, path: str) -> int:
+def tree_open_count(pid: int, path: str) -> int:
     """How many of a running process and its descendants hold the file open."""
     found, todo = 0, [pid]
     while todo:

@@ -125,6 +125,13 @@ def _applies_process(worker_pid: int) -> int | None:
     return None
 
 
+def _started_applies_process(worker_pid: int) -> int:
+    wait_for(lambda: _applies_process(worker_pid) is not None, 30, "the applies' process")
+    child = _applies_process(worker_pid)
+    assert child is not None
+    return child
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -153,9 +160,7 @@ def _applied_by(api, name: str) -> str:  # type: ignore[no-untyped-def]
 @db_queue_only
 def test_the_worker_applies_in_a_process_of_its_own_that_ends_with_it(api):
     with running_workers(1) as (worker,):
-        wait_for(lambda: _applies_process(worker.pid) is not None, 30, "the applies' process")
-        child = _applies_process(worker.pid)
-        assert child is not None
+        child = _started_applies_process(worker.pid)
         # The applies ran there (within 20 s: the sweep would take 30), not in the worker.
         assert _applied_by(api, "quick").startswith(f"{child}-")
         # Killed, the worker takes its applies' process with it (never a lane left over).
@@ -167,9 +172,7 @@ def test_the_worker_applies_in_a_process_of_its_own_that_ends_with_it(api):
 @db_queue_only
 def test_an_applies_process_that_dies_is_started_again(api):
     with running_workers(1) as (worker,):
-        wait_for(lambda: _applies_process(worker.pid) is not None, 30, "the applies' process")
-        first = _applies_process(worker.pid)
-        assert first is not None
+        first = _started_applies_process(worker.pid)
         os.kill(first, signal.SIGKILL)
         wait_for(
             lambda: _applies_process(worker.pid) not in (None, first), 30, "a new applies' process"
@@ -185,9 +188,7 @@ def test_a_stop_signal_to_the_group_ends_the_worker_and_its_applies_process(api,
     """As systemd (SIGTERM to every process) and Ctrl-C (SIGINT) stop them: both end, cleanly,
     and the applies' process is not started again meanwhile."""
     with running_workers(1) as (worker,):
-        wait_for(lambda: _applies_process(worker.pid) is not None, 30, "the applies' process")
-        child = _applies_process(worker.pid)
-        assert child is not None
+        child = _started_applies_process(worker.pid)
         os.killpg(worker.pid, stop)
         assert worker.wait(timeout=30) == 0
         wait_for(lambda: not _alive(child), 20, "the applies' process to end")

@@ -64,8 +64,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         # Each thread (lane, sweeper) keeps its connection between polls; health checks (on
         # PostgreSQL) and the outage handling below replace one that broke.
-        for alias in connections:
-            connections.settings[alias]["CONN_MAX_AGE"] = settings.WORKER_DATABASE_CONN_MAX_AGE
+        _keep_connections()
         sweeper = threading.Thread(
             target=self._sweep_forever, args=(options["sweep_every"],), daemon=True
         )
@@ -299,8 +298,7 @@ class ProcessLane(Lane):
 def run_lane_process(queue: str, interval: float, parent: int) -> None:
     """A lane of that queue as a whole process (applies_process), until the worker `parent`
     stops it or ends."""
-    for alias in connections:
-        connections.settings[alias]["CONN_MAX_AGE"] = settings.WORKER_DATABASE_CONN_MAX_AGE
+    _keep_connections()
     lane = ProcessLane(queue=queue, interval=interval, parent=parent)
     lane.configure_signals()
     _keep_running(f"the {queue} lane", lane.run)
@@ -309,6 +307,13 @@ def run_lane_process(queue: str, interval: float, parent: int) -> None:
 # Set once the worker is stopping (its signal, or its exit): the applies' process is then not
 # started again.
 _STOPPING = threading.Event()
+
+
+def _keep_connections() -> None:
+    """Each thread of a worker's process keeps its database connection between its looks at
+    the queue (WORKER_DATABASE_CONN_MAX_AGE), as web requests don't."""
+    for alias in connections:
+        connections.settings[alias]["CONN_MAX_AGE"] = settings.WORKER_DATABASE_CONN_MAX_AGE
 
 
 def _keep_running(what: str, run: Callable[[], None], *, any_error: bool = False) -> None:
