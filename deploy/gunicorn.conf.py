@@ -4,8 +4,11 @@ import multiprocessing
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# Sync workers: a request never waits on the API or a worker (design), so each is short.
+# Sync workers: a request never waits on a worker (design), so each is short. A page that calls
+# the embedded API on this same server takes a second worker meanwhile: with few workers (bin/start
+# runs 2), give each threads (GUNICORN_THREADS > 1: gunicorn's gthread workers).
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 # An upload of up to 500 MB is stored and sniffed inside its request.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "300"))
 graceful_timeout = 30

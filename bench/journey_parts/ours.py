@@ -9,7 +9,7 @@ It migrates and bootstraps the database (not timed), then:
    is set validating (what `start_validation` does, without queueing the task) and
    `run_validation` (the `validate_import` task's body) reads every row. The child reports its
    own max RSS.
-2. submit -> every chunk applied, with `manage.py runserver` (the embedded API) and one
+2. submit -> every chunk applied, with `bin/web` (gunicorn: the embedded API) and one
    `manage.py worker` running as `bin/start` runs them: `submission.submit`, then the worker cuts,
    sends and polls until the import is applied. Timed from `submitted_at` to `finished_at`, both
    stamped by the product; each server process's peak memory is read from /proc before it stops.
@@ -131,7 +131,7 @@ def _wait_port(port: int, limit: float = 60) -> None:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"runserver did not listen on {port} within {limit} s")
+    raise RuntimeError(f"the web server did not listen on {port} within {limit} s")
 
 
 def _wait_open(pid: int, path: str, limit: float = 60) -> None:
@@ -182,9 +182,9 @@ def run(args: argparse.Namespace) -> None:
     database = str(Path(args.tmp) / "bench.sqlite3")
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        [str(ROOT / "bin" / "web")],
         cwd=ROOT,
-        env=env,
+        env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
         **quiet,
     )
     worker = subprocess.Popen(

@@ -1,7 +1,7 @@
 """Where the time goes: a summary of py-spy's raw (collapsed) stacks, process by process.
 
 `bench/journey --profile DIR` records one run of our journey with
-`py-spy record --subprocesses --format raw` (the validating worker, runserver and the worker
+`py-spy record --subprocesses --format raw` (the validating worker, the web server and the worker
 included) and prints this summary; `python -m journey_parts.profile FILE` prints it again.
 py-spy samples 100 times a second the threads that are on a CPU, so samples / 100 is CPU
 seconds.
@@ -35,7 +35,7 @@ def _process(frame: str) -> str:
     if frame.startswith("process "):
         label = frame.split(":", 1)[1].strip().strip('"') if ":" in frame else frame
         for words in (
-            ("runserver", "runserver"),
+            ("gunicorn", "web server (gunicorn)"),
             ("worker", "manage.py worker"),
             ("ours validate", "validating worker"),
             ("ours run", "journey (submits, polls)"),

@@ -1,0 +1,130 @@
+"""bin/start and bin/web, the commands that run the dashboard on one machine, as a person runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(tmp_path: Path, port: int, **more: str) -> dict[str, str]:
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_", "TASK_", "REDIS_", "EMBEDDED_"))
+    }
+    return {**inherited, "DATA_DIR": str(tmp_path), "PORT": str(port), **more}
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], limit: float = 90) -> requests.Response:
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            return requests.get(url, timeout=10)
+        except requests.ConnectionError:
+            assert process.poll() is None, f"it ended (exit {process.returncode})"
+            assert time.monotonic() < deadline, f"nothing answered at {url}"
+            time.sleep(0.2)
+
+
+def _stop_group(process: subprocess.Popen[bytes], sig: int) -> str:
+    os.killpg(process.pid, sig)
+    try:
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return out.decode(errors="replace")
+
+
+def test_bin_web_serves_the_app_with_gunicorn_threads(tmp_path):
+    port = _free_port()
+    env = _env(tmp_path, port, GUNICORN_WORKERS="1")
+    subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "manage.py", "migrate", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    web = subprocess.Popen(
+        [str(ROOT / "bin/web")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        r = _wait_for(f"http://127.0.0.1:{port}/healthz", web)
+        assert r.status_code == 200 and r.json() == {"status": "ok"}
+        assert requests.get(f"http://127.0.0.1:{port}/static/css/app.css", timeout=10).ok
+        # One process serves several requests at once: a page that calls the embedded API on
+        # this same server is not left waiting for itself.
+        with socket.create_connection(("127.0.0.1", port)) as idle:
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
+            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).ok
+    finally:
+        out = _stop_group(web, signal.SIGTERM)
+    assert "Using worker: gthread" in out, out
+
+
+@pytest.mark.skipif(
+    os.environ.get("TASK_BACKEND") == "rq", reason="bin/start runs the database queue"
+)
+def test_bin_start_serves_then_ctrl_c_stops_everything_cleanly(tmp_path):
+    port = _free_port()
+    start = subprocess.Popen(
+        [str(ROOT / "bin/start")],
+        cwd=ROOT,
+        env=_env(tmp_path, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own group, as a terminal's foreground job is
+    )
+    try:
+        r = _wait_for(f"http://127.0.0.1:{port}/accounts/login/", start)
+        assert r.status_code == 200
+        assert (tmp_path / "db.sqlite3").exists()
+        # The worker and the web server are up, each with its child processes.
+        deadline = time.monotonic() + 30
+        while len(_processes_of(tmp_path)) < 4:  # start, worker, web
+            assert time.monotonic() < deadline, "no worker"
+            time.sleep(0.2)
+    finally:
+        out = _stop_group(start, signal.SIGINT)  # Ctrl-C: the whole foreground group
+        time.sleep(1)
+        left = _processes_of(tmp_path)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in out, out
+    assert "admin" in out  # it told how to sign in
+    assert not left, "a process of bin/start outlived it"
+
+
+def _processes_of(data_dir: Path) -> list[int]:
+    """Running processes with this test's DATA_DIR in their environment."""
+    found = []
+    marker = f"DATA_DIR={data_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
