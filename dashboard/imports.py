@@ -14,9 +14,11 @@ import multiprocessing
 import os
 import secrets
 import tempfile
+import threading
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 from typing import IO, Any
 
@@ -219,9 +221,58 @@ _INSERT_PROBLEM = (
 )
 
 
+# This process's pool for big files' rows (validation_pool), with its size.
+_pool_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+
+
+def validation_pool() -> ProcessPoolExecutor | None:
+    """The processes (IMPORT_VALIDATION_PROCESSES) that check big files' rows beside this one,
+    started once and kept for every later file: a worker starts them as it starts
+    (warm_validation_pool), so that no file waits for new interpreters. None for one process.
+
+    The rules are pure Python: one process is one core. New interpreters, not forks: the worker
+    has threads (lanes, sweeps) and open database connections that a fork must not inherit.
+    """
+    global _pool, _pool_size
+    processes = settings.IMPORT_VALIDATION_PROCESSES
+    with _pool_lock:
+        if _pool is not None and _pool_size != processes:
+            _pool.shutdown(wait=False, cancel_futures=True)  # the setting changed (tests)
+            _pool = None
+        if _pool is None and processes > 1:
+            _pool = ProcessPoolExecutor(
+                max_workers=processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=validation.pool_start,
+                initargs=(os.getpid(),),
+            )
+            _pool_size = processes
+        return _pool
+
+
+def warm_validation_pool() -> None:
+    """Start the validation pool's processes now, and wait until each has started."""
+    pool = validation_pool()
+    if pool is not None:
+        # Each task finds every process busy, so each starts one.
+        for future in [pool.submit(validation.pool_ready) for _ in range(_pool_size)]:
+            future.result()
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """A pool one of whose processes died is broken for good: the next file gets a new one."""
+    global _pool
+    with _pool_lock:
+        if _pool is pool:
+            _pool = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 class _Validator:
-    """Validates a file's records, in this process or, for a big file, in a pool of processes
-    (the rules are pure Python: one process is one core); results come back in file order.
+    """Validates a file's records, in this process or, for a big file, in the validation pool;
+    results come back in file order.
 
     The pool's processes are handed blocks of the file's bytes and parse them themselves:
     handing them parsed cells would cost this process more than parsing them again."""
@@ -230,16 +281,10 @@ class _Validator:
         self.import_id = imp.pk
         self.delimiter = imp.delimiter
         self.here = RowValidator(imp.columns, imp.mapping, imp.mode)
-        self.pool: ProcessPoolExecutor | None = None
-        if processes > 1:
-            self.pool = ProcessPoolExecutor(
-                max_workers=processes,
-                # A new interpreter, not a fork: the worker has threads (lanes, sweeps) and open
-                # database connections that a forked child must not inherit.
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=validation._pool_start,
-                initargs=(imp.columns, imp.mapping, imp.mode, imp.pk, imp.delimiter),
-            )
+        self.pool = validation_pool() if processes > 1 else None
+        self.setup = validation.PoolSetup(
+            (imp.pk, imp.validation_run), imp.columns, imp.mapping, imp.mode, imp.delimiter
+        )
         self.ahead = 3 * processes
         self.pending: deque[tuple[Future[Any], int]] = deque()
 
@@ -250,7 +295,7 @@ class _Validator:
         if self.pool is None:
             yield (*validation.validate_records(self.here, self.import_id, records), position)
             return
-        yield from self._queue(self.pool.submit(validation._pool_validate, records), position)
+        yield from self._queue(validation.pool_validate, records, position)
 
     def submit_block(self, first_number: int, data: bytes, position: int) -> Iterator[tuple]:
         """Hand over a block of whole records (csvfiles.iter_blocks); yields as submit_records."""
@@ -258,10 +303,16 @@ class _Validator:
             records = csvfiles.parse_block(data, self.delimiter, first_number)
             yield from self.submit_records(records, position)
             return
-        future = self.pool.submit(validation._pool_validate_block, data, first_number)
-        yield from self._queue(future, position)
+        yield from self._queue(validation.pool_validate_block, data, first_number, position)
 
-    def _queue(self, future: Future[Any], position: int) -> Iterator[tuple]:
+    def _queue(self, function: Any, *args: Any) -> Iterator[tuple]:
+        *arguments, position = args
+        assert self.pool is not None
+        try:
+            future = self.pool.submit(function, self.setup, *arguments)
+        except BrokenProcessPool:
+            _discard(self.pool)
+            raise
         self.pending.append((future, position))
         while len(self.pending) > self.ahead:
             yield self._next()
@@ -272,11 +323,18 @@ class _Validator:
 
     def _next(self) -> tuple:
         future, position = self.pending.popleft()
-        return (*future.result(), position)
+        try:
+            return (*future.result(), position)
+        except BrokenProcessPool:
+            assert self.pool is not None
+            _discard(self.pool)
+            raise
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        """This file's work not yet started is dropped; the pool stays for the next file."""
+        for future, _ in self.pending:
+            future.cancel()
+        self.pending.clear()
 
 
 def _processes(imp: Import) -> int:
@@ -287,6 +345,16 @@ def _processes(imp: Import) -> int:
 
 def run_validation(import_id: int) -> None:
     """Validate every row of the import (the worker's task); safe to run again."""
+    try:
+        _run_validation(import_id, last_try=False)
+    except BrokenProcessPool:
+        # A process of the validation pool died (killed, out of memory), maybe while idle,
+        # long before this file: the pool was replaced, and the file starts over with it.
+        logger.warning("the validation pool broke during import %s: starting it over", import_id)
+        _run_validation(import_id, last_try=True)
+
+
+def _run_validation(import_id: int, *, last_try: bool) -> None:
     run = secrets.token_hex(8)
     claimed = Import.objects.filter(pk=import_id, state=Import.VALIDATING).update(
         validation_run=run, lease_until=timezone.now() + lease()
@@ -346,6 +414,16 @@ def run_validation(import_id: int) -> None:
         _fail(
             imp,
             f"The uploaded file can't be read from storage ({exc.strerror or exc}). Upload it again.",
+        )
+        return
+    except BrokenProcessPool:
+        if not last_try:
+            raise
+        logger.exception("validation of import %s stopped", imp.pk)
+        _fail(
+            imp,
+            "Validation stopped: a process checking the rows ended unexpectedly, twice (it was "
+            "logged). Try again.",
         )
         return
     except Exception:

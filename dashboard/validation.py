@@ -6,6 +6,10 @@ send, so the preview and the API can't disagree.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -182,27 +186,58 @@ def validate_records(
     return rows, problems
 
 
-# In a validation pool's process: the import's validator, made once by _pool_start.
-_pool: dict[str, Any] = {}
+# --- In a validation pool's process (imports.validation_pool) -----------------------------------
+
+# The validators of the imports this process was handed rows of, by (import, validation run).
+_validators: dict[tuple[int, str], RowValidator] = {}
+_KEPT_VALIDATORS = 8
 
 
-def _pool_start(
-    columns: list[str], mapping: dict[str, Any], mode: str, import_id: int, delimiter: str
-) -> None:
-    _pool["validator"] = RowValidator(columns, mapping, mode)
-    _pool["import_id"] = import_id
-    _pool["delimiter"] = delimiter
+class PoolSetup(NamedTuple):
+    """What a pool's process needs to validate an import's rows, sent with each block."""
+
+    key: tuple[int, str]  # (import, validation run)
+    columns: list[str]
+    mapping: dict[str, Any]
+    mode: str
+    delimiter: str
 
 
-def _pool_validate(
-    records: list[tuple[int, list[str]]],
+def pool_start(parent: int) -> None:
+    """Each pool process's start. Ctrl-C's SIGINT, sent to the worker's whole group, is the
+    worker's to handle (it ends the pool as it exits), not a traceback of each process here; and
+    a worker that was killed can't end its pool: the pool's processes end by themselves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+
+
+def _end_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def pool_ready() -> int:
+    return os.getpid()
+
+
+def _validator(setup: PoolSetup) -> RowValidator:
+    validator = _validators.get(setup.key)
+    if validator is None:
+        while len(_validators) >= _KEPT_VALIDATORS:
+            del _validators[next(iter(_validators))]
+        validator = _validators[setup.key] = RowValidator(setup.columns, setup.mapping, setup.mode)
+    return validator
+
+
+def pool_validate(
+    setup: PoolSetup, records: list[tuple[int, list[str]]]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    return validate_records(_pool["validator"], _pool["import_id"], records)
+    return validate_records(_validator(setup), setup.key[0], records)
 
 
-def _pool_validate_block(
-    data: bytes, first_number: int
+def pool_validate_block(
+    setup: PoolSetup, data: bytes, first_number: int
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """A block of whole records (csvfiles.iter_blocks), parsed and validated here."""
-    records = csvfiles.parse_block(data, _pool["delimiter"], first_number)
-    return _pool_validate(records)
+    return pool_validate(setup, csvfiles.parse_block(data, setup.delimiter, first_number))

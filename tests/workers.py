@@ -127,6 +127,8 @@ def running_workers(
         # The test process's own backend and queue: the workers take the jobs it enqueues.
         "TASK_BACKEND": settings.TASK_BACKEND,
         "REDIS_URL": settings.REDIS_URL,
+        # No validation pool (two more interpreters started with each worker) unless asked for.
+        "IMPORT_VALIDATION_PROCESSES": "1",
         **env,
     }
     logs = [tempfile.TemporaryFile() for _ in range(count)]  # noqa: SIM115 - closed below

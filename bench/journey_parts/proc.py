@@ -13,9 +13,9 @@ def own_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def children_peak_mb() -> float:
-    """The largest max RSS of this process's children that have ended and been waited for."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+def children_peak_mb(pid: int) -> float:
+    """The largest VmHWM (peak resident set) of a running process's descendants, in MB."""
+    return max((tree_peak_mb(child) for child in _children(pid)), default=0.0)
 
 
 def _children(pid: int) -> list[int]:
@@ -63,13 +63,6 @@ def has_open(pid: int, path: str) -> bool:
         except OSError:
             pass
     return False
-
-
-def own_cpu_seconds() -> float:
-    """CPU seconds (user + system) of this process and of its children waited for."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def tree_cpu_seconds(pid: int) -> float:

@@ -69,6 +69,7 @@ class Command(BaseCommand):
             target=self._sweep_forever, args=(options["sweep_every"],), daemon=True
         )
         sweeper.start()
+        threading.Thread(target=_warm_validation_pool, daemon=True).start()
         if settings.TASK_BACKEND == "rq":
             # django-tasks-rq's job class runs our tasks; ours runs them without a fork.
             quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
@@ -293,6 +294,17 @@ class ProcessLane(Lane):
     def _orphaned(self) -> bool:
         # Where Linux's parent-death signal is not to be had: the worker is gone.
         return os.getppid() != self.parent
+
+
+def _warm_validation_pool() -> None:
+    """The validation pool's processes start with the worker, not when the first big file
+    comes (their start, new interpreters, was a fifth of a 100,000-row file's validation)."""
+    from dashboard import imports
+
+    try:
+        imports.warm_validation_pool()
+    except Exception:
+        logger.warning("the validation pool did not start; files will start it", exc_info=True)
 
 
 def run_lane_process(queue: str, interval: float, parent: int) -> None:

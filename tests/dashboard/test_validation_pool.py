@@ -1,0 +1,120 @@
+"""The validation pool: processes that check a big file's rows beside the worker, started with
+the worker and kept for every file, replaced when one of them dies, ended with the worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from dashboard import imports
+from tests.dashboard.helpers import import_file, problems_of, rows_of
+from tests.dashboard.test_validation import ATTRIBUTES, _mixed_file
+from tests.workers import running_workers, wait_for
+
+MAPPING = {"attributes": {i + 1: (a["type"], a["name"]) for i, a in enumerate(ATTRIBUTES)}}
+
+
+@pytest.fixture
+def pooled(settings):
+    settings.IMPORT_VALIDATION_PROCESSES = 2
+    settings.IMPORT_VALIDATION_PARALLEL_BYTES = 0
+    imports.warm_validation_pool()
+    return imports.validation_pool()
+
+
+def _pids(pool) -> set[int]:  # type: ignore[no-untyped-def]
+    """The pids of the pool's processes, each alive."""
+    pids = set(pool._processes)  # noqa: SLF001 - what the executor started
+    assert all(not _gone(pid) for pid in pids)
+    return pids
+
+
+def _outcome(imp) -> tuple:  # type: ignore[no-untyped-def]
+    rows = [
+        (r.row_number, r.custom_id, r.attributes, r.has_problems, r.superseded)
+        for r in rows_of(imp)
+    ]
+    return imp.state, imp.total_rows, imp.valid_rows, rows, problems_of(imp)
+
+
+def test_the_pool_starts_its_processes_at_once_and_keeps_them_for_every_file(
+    marketer, connection, work, pooled
+):
+    started = _pids(pooled)
+    assert len(started) == 2 and os.getpid() not in started
+    first = import_file(marketer, connection, work, _mixed_file(3_000), mapping=MAPPING)
+    second = import_file(
+        marketer, connection, work, _mixed_file(3_000), mapping=MAPPING, audience="again"
+    )
+    assert imports.validation_pool() is pooled and _pids(pooled) == started
+    assert first.state == second.state == "validated"
+    assert _outcome(first)[1:] == _outcome(second)[1:]
+
+
+def test_a_pool_process_that_died_is_replaced_and_the_file_is_validated_all_the_same(
+    marketer, connection, work, pooled, settings
+):
+    settings.IMPORT_VALIDATION_PROCESSES = 1
+    alone = import_file(marketer, connection, work, _mixed_file(3_000), mapping=MAPPING)
+    settings.IMPORT_VALIDATION_PROCESSES = 2
+    imports.warm_validation_pool()
+    pool = imports.validation_pool()
+    victim = next(iter(_pids(pool)))
+    os.kill(victim, signal.SIGKILL)  # while idle, between two files (the OOM killer, say)
+    imp = import_file(
+        marketer, connection, work, _mixed_file(3_000), mapping=MAPPING, audience="after"
+    )
+    assert _outcome(imp)[1:] == _outcome(alone)[1:] and imp.state == "validated"
+    replaced = imports.validation_pool()
+    assert replaced is not pool and victim not in _pids(replaced)
+
+
+def test_one_process_means_no_pool(settings):
+    settings.IMPORT_VALIDATION_PROCESSES = 1
+    imports.warm_validation_pool()
+    assert imports.validation_pool() is None
+
+
+# --- In the worker ------------------------------------------------------------------------------
+
+
+def _spawned(worker_pid: int) -> set[int]:
+    """The worker's spawned children: its applies' process (database queue) and its pool's."""
+    found = set()
+    for children in Path(f"/proc/{worker_pid}/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.add(int(pid))
+            except OSError:
+                pass
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["Ctrl-C", "killed"])
+def test_the_worker_starts_its_pool_as_it_starts_and_it_ends_with_the_worker(settings, stop):
+    applies = 1 if settings.TASK_BACKEND == "db" else 0
+    with running_workers(1, IMPORT_VALIDATION_PROCESSES="2") as (worker,):
+        wait_for(lambda: len(_spawned(worker.pid)) == applies + 2, 30, "the pool's processes")
+        children = _spawned(worker.pid)
+        if stop == signal.SIGINT:
+            os.killpg(worker.pid, stop)  # Ctrl-C: the whole group, the pool's processes too
+        else:
+            os.kill(worker.pid, stop)
+        code = worker.wait(timeout=30)
+        if stop == signal.SIGINT and applies:
+            assert code == 0  # as db_worker's Ctrl-C: no KeyboardInterrupt anywhere
+        # Ended by the worker as it exits, or by themselves once it was killed.
+        wait_for(lambda: all(_gone(pid) for pid in children), 20, "the pool's processes to end")
