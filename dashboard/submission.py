@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 POLL_LEASE = timedelta(seconds=15)
 # An accepted chunk is first asked about FIRST_POLL seconds later (a 10,000-ID call is applied in
 # a fraction of a second), then ever less often, up to every MAX_POLL_DELAY seconds.
-FIRST_POLL = 0.2
+FIRST_POLL = 0.1
 POLL_BACKOFF = 1.5
 MAX_POLL_DELAY = 5.0
 

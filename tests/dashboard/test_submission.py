@@ -256,7 +256,7 @@ def test_an_accepted_chunk_is_asked_about_soon_then_ever_less_often(
         assert chunk.state == "accepted" and chunk.polls == polls + 1
         delay = timedelta(seconds=submission.poll_delay(polls))
         assert before + delay <= chunk.next_poll_at <= after + delay
-    assert [submission.poll_delay(n) for n in range(3)] == pytest.approx([0.3, 0.45, 0.675])
+    assert [submission.poll_delay(n) for n in range(3)] == pytest.approx([0.15, 0.225, 0.3375])
     delays = [submission.poll_delay(n) for n in range(30)]
     assert delays == sorted(delays) and delays[-1] == submission.MAX_POLL_DELAY
     # A chunk the server takes a minute to apply is asked about at most ~20 times meanwhile.
