@@ -222,3 +222,32 @@ def test_an_applies_lane_whose_worker_is_gone_stops(monkeypatch):
     monkeypatch.setattr(lane, "_may_have_work", lambda: polls.append(1))
     lane.run()
     assert polls == []
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_the_polls_go_on_at_once_while_there_were_polls_due(monkeypatch, settings):
+    """A poll can wait for SQLite's write lock (an apply holds it): chunks that came due
+    meanwhile are asked about at once, not after another POLL_EVERY."""
+    from dashboard import submission
+
+    settings.WORKER_SWEEPS = []
+    found = iter([2, 1, 0])
+    calls: list[str] = []
+
+    def poll_due() -> int:
+        calls.append("poll")
+        return next(found)
+
+    def sleep(seconds: float) -> None:
+        calls.append("sleep")
+        if calls.count("sleep") == 2:
+            raise _Stop
+
+    monkeypatch.setattr(submission, "poll_due", poll_due)
+    monkeypatch.setattr(worker, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    with pytest.raises(_Stop):
+        worker.Command()._sweep_forever(1000.0)  # the sweep first, then the polls between
+    assert calls == ["sleep", "poll", "poll", "poll", "sleep"]

@@ -155,7 +155,10 @@ class Command(BaseCommand):
                 # Between sweeps, tokens whose poll is due are asked at once: a chunk is seen
                 # applied within its poll's delay, not the sweep's.
                 try:
-                    poll_due()
+                    if poll_due():
+                        # More may have come due meanwhile (a poll can wait for SQLite's write
+                        # lock while an apply holds it): look again before sleeping.
+                        continue
                 except DATABASE_DOWN:
                     _drop_connections()
                 except Exception:
