@@ -29,7 +29,7 @@ pytestmark = [
     ),
 ]
 
-ROUNDS = 8
+ROUNDS = 4
 CALLS = 200
 PER_CALL = 30
 POPULATION = 200
@@ -65,7 +65,7 @@ def _one_by_one(calls: list[list[dict]]) -> dict[str, dict]:
     return state
 
 
-def test_four_workers_apply_200_overlapping_calls_in_acceptance_order_8_times(api, live_server):
+def test_four_workers_apply_200_overlapping_calls_in_acceptance_order_4_times(api, live_server):
     url = f"{live_server.url}/2.3/audiences"
     local = threading.local()
 
