@@ -228,7 +228,7 @@ class _Stop(Exception):
     pass
 
 
-def test_the_polls_go_on_at_once_while_there_were_polls_due(monkeypatch, settings):
+def test_the_polls_go_on_at_once_while_there_were_polls_due(db, monkeypatch, settings):
     """A poll can wait for SQLite's write lock (an apply holds it): chunks that came due
     meanwhile are asked about at once, not after another POLL_EVERY."""
     from dashboard import submission
