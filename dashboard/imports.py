@@ -13,8 +13,10 @@ import logging
 import multiprocessing
 import os
 import secrets
+import signal
 import tempfile
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -28,6 +30,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from dashboard import audit, csvfiles, mapping, validation
+from dashboard import processes as processes_
 from dashboard.models import Connection, Import, ImportProblem, ImportRow
 from dashboard.validation import RowValidator
 
@@ -242,23 +245,34 @@ def validation_pool() -> ProcessPoolExecutor | None:
             _pool.shutdown(wait=False, cancel_futures=True)  # the setting changed (tests)
             _pool = None
         if _pool is None and processes > 1:
-            _pool = ProcessPoolExecutor(
+            pool = ProcessPoolExecutor(
                 max_workers=processes,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=validation.pool_start,
                 initargs=(os.getpid(),),
             )
-            _pool_size = processes
+            # Its processes start now, all of them, with Ctrl-C's SIGINT blocked: it is the
+            # worker's to handle (pool_start), even while they are starting.
+            with processes_.signals_blocked(signal.SIGINT):
+                _start_every_process(pool, processes)
+            _pool, _pool_size = pool, processes
         return _pool
 
 
-def warm_validation_pool() -> None:
-    """Start the validation pool's processes now, and wait until each has started."""
-    pool = validation_pool()
-    if pool is not None:
-        # Each task finds every process busy, so each starts one.
-        for future in [pool.submit(validation.pool_ready) for _ in range(_pool_size)]:
+def _start_every_process(pool: ProcessPoolExecutor, processes: int, timeout: float = 60) -> None:
+    answered: set[int] = set()
+    deadline = time.monotonic() + timeout
+    # Each round starts the processes still missing; one that started first may answer for all.
+    while len(answered) < processes and time.monotonic() < deadline:
+        answered |= {
             future.result()
+            for future in [pool.submit(validation.pool_ready) for _ in range(processes)]
+        }
+
+
+def warm_validation_pool() -> None:
+    """Start the validation pool's processes now (the worker, as it starts)."""
+    validation_pool()
 
 
 def _discard(pool: ProcessPoolExecutor) -> None:
@@ -268,6 +282,10 @@ def _discard(pool: ProcessPoolExecutor) -> None:
         if _pool is pool:
             _pool = None
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Stopping(Exception):
+    """This process is exiting (the worker was stopped): the file is left to the lease sweep."""
 
 
 class _Validator:
@@ -313,6 +331,8 @@ class _Validator:
         except BrokenProcessPool:
             _discard(self.pool)
             raise
+        except RuntimeError as exc:  # "cannot schedule new futures after (interpreter) shutdown"
+            raise _Stopping from exc
         self.pending.append((future, position))
         while len(self.pending) > self.ahead:
             yield self._next()
@@ -354,10 +374,16 @@ def run_validation(import_id: int) -> None:
         _run_validation(import_id, last_try=True)
 
 
+def _left_for_the_sweep(import_id: int) -> None:
+    # Stopped with the worker: not a failure. The lease runs out, and the sweep of a running
+    # worker starts the file over.
+    logger.warning("validation of import %s left for the sweep: the worker is stopping", import_id)
+
+
 def _run_validation(import_id: int, *, last_try: bool) -> None:
     run = secrets.token_hex(8)
     claimed = Import.objects.filter(pk=import_id, state=Import.VALIDATING).update(
-        validation_run=run, lease_until=timezone.now() + lease()
+        validation_run=run, lease_until=timezone.now() + lease(), rows_read=0, progress_bytes=0
     )
     if not claimed:
         return
@@ -416,7 +442,13 @@ def _run_validation(import_id: int, *, last_try: bool) -> None:
             f"The uploaded file can't be read from storage ({exc.strerror or exc}). Upload it again.",
         )
         return
+    except _Stopping:
+        _left_for_the_sweep(imp.pk)
+        return
     except BrokenProcessPool:
+        if processes_.STOPPING.is_set():  # systemd's SIGTERM reached the pool's processes too
+            _left_for_the_sweep(imp.pk)
+            return
         if not last_try:
             raise
         logger.exception("validation of import %s stopped", imp.pk)

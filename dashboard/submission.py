@@ -369,8 +369,10 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
         return
     if state is not None and state not in IN_PROGRESS_STATES:
         logger.warning("unknown indexing_state %r for chunk %s", state, chunk.pk)
+    # From the answer, not the question: a slow answer does not make the next poll due at once.
     Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
-        polls=chunk.polls + 1, next_poll_at=now + timedelta(seconds=poll_delay(chunk.polls))
+        polls=chunk.polls + 1,
+        next_poll_at=timezone.now() + timedelta(seconds=poll_delay(chunk.polls)),
     )
 
 

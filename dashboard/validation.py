@@ -205,8 +205,9 @@ class PoolSetup(NamedTuple):
 
 def pool_start(parent: int) -> None:
     """Each pool process's start. Ctrl-C's SIGINT, sent to the worker's whole group, is the
-    worker's to handle (it ends the pool as it exits), not a traceback of each process here; and
-    a worker that was killed can't end its pool: the pool's processes end by themselves."""
+    worker's to handle: it ends its pool as it exits. (SIGTERM ends a pool process, as the pool
+    itself does when another of its processes died.) A worker that was killed can't end its
+    pool: the pool's processes then end by themselves."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
 

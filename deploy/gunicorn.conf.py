@@ -19,3 +19,6 @@ max_requests_jitter = 200
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
+# No control socket (gunicornc): its default path is one per user, which two servers on one
+# machine (bin/start beside a test run, say) would fight over.
+control_socket_disable = True

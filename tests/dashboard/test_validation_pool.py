@@ -8,9 +8,11 @@ import signal
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
-from dashboard import imports
-from tests.dashboard.helpers import import_file, problems_of, rows_of
+from dashboard import imports, processes
+from dashboard.models import Import
+from tests.dashboard.helpers import import_file, mapping_data, problems_of, rows_of, upload
 from tests.dashboard.test_validation import ATTRIBUTES, _mixed_file
 from tests.workers import running_workers, wait_for
 
@@ -70,6 +72,47 @@ def test_a_pool_process_that_died_is_replaced_and_the_file_is_validated_all_the_
     assert _outcome(imp)[1:] == _outcome(alone)[1:] and imp.state == "validated"
     replaced = imports.validation_pool()
     assert replaced is not pool and victim not in _pids(replaced)
+
+
+def test_a_file_in_hand_as_the_worker_stops_is_left_to_the_sweep_not_failed(
+    marketer, connection, pooled
+):
+    """As the worker exits, its pool takes no new work: the import stays validating, its lease
+    running out, for a running worker's sweep to start over; rows read are counted afresh."""
+    r = upload(marketer, connection, _mixed_file(3_000), audience="stopping")
+    imp = Import.objects.get(pk=int(r["Location"].strip("/").split("/")[-1]))
+    marketer.post(f"/imports/{imp.pk}/mapping", mapping_data(imp, attributes=MAPPING["attributes"]))
+    Import.objects.filter(pk=imp.pk).update(rows_read=999_999)  # a run before, cut short
+    pooled.shutdown(wait=True)  # what the interpreter's exit does to it
+    try:
+        imports.run_validation(imp.pk)
+    finally:
+        imports._discard(pooled)  # noqa: SLF001 - the next test gets a new pool
+    imp.refresh_from_db()
+    assert imp.state == "validating" and imp.error == ""
+    assert imp.lease_until is not None and imp.lease_until > timezone.now()
+    assert imp.rows_read < 3_000  # counted from 0 again, not on top of the earlier run's
+
+
+def test_a_pool_broken_as_the_worker_stops_leaves_the_file_to_the_sweep(
+    marketer, connection, pooled
+):
+    """systemd's SIGTERM reaches the pool's processes with the worker's: no retry, no failure."""
+    r = upload(marketer, connection, _mixed_file(3_000), audience="stopping")
+    imp = Import.objects.get(pk=int(r["Location"].strip("/").split("/")[-1]))
+    marketer.post(f"/imports/{imp.pk}/mapping", mapping_data(imp, attributes=MAPPING["attributes"]))
+    pids = _pids(pooled)
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: all(_gone(pid) for pid in pids), 10, "the pool's processes to end")
+    processes.STOPPING.set()
+    try:
+        imports.run_validation(imp.pk)
+    finally:
+        processes.STOPPING.clear()
+    imp.refresh_from_db()
+    assert imp.state == "validating" and imp.error == ""
+    assert imports.validation_pool() is not pooled  # the next file gets a new one
 
 
 def test_one_process_means_no_pool(settings):

@@ -28,6 +28,8 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
+from dashboard import processes
+
 logger = logging.getLogger("audiences.worker")
 
 # A database that can't be reached (a restart, a failover, the network): the worker says so in
@@ -120,7 +122,9 @@ class Command(BaseCommand):
                 name="audiences lane",
                 daemon=True,  # multiprocessing ends it (SIGTERM) as this process exits
             )
-            process.start()
+            # Ctrl-C's SIGINT is the worker's to handle, even while the process is starting.
+            with processes.signals_blocked(signal.SIGINT):
+                process.start()
             logger.debug("the audiences lane runs in process %s", process.pid)
             process.join()
             # A stop signal sent to the whole group reaches it and us at once: ours may lag.
@@ -320,8 +324,8 @@ def run_lane_process(queue: str, interval: float, parent: int) -> None:
 
 
 # Set once the worker is stopping (its signal, or its exit): the applies' process is then not
-# started again.
-_STOPPING = threading.Event()
+# started again, and a validation whose pool broke is left to the sweep.
+_STOPPING = processes.STOPPING
 
 
 def _keep_connections() -> None:
