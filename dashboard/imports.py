@@ -264,10 +264,12 @@ def _start_every_process(pool: ProcessPoolExecutor, processes: int, timeout: flo
     deadline = time.monotonic() + timeout
     # Each round starts the processes still missing; one that started first may answer for all.
     while len(answered) < processes and time.monotonic() < deadline:
-        answered |= {
-            future.result()
-            for future in [pool.submit(validation.pool_ready) for _ in range(processes)]
-        }
+        try:
+            futures = [pool.submit(validation.pool_ready) for _ in range(processes)]
+        except RuntimeError as exc:  # "cannot schedule new futures after interpreter shutdown"
+            pool.shutdown(wait=False)
+            raise _Stopping from exc
+        answered |= {future.result() for future in futures}
 
 
 def warm_validation_pool() -> None:
@@ -299,7 +301,10 @@ class _Validator:
         self.import_id = imp.pk
         self.delimiter = imp.delimiter
         self.here = RowValidator(imp.columns, imp.mapping, imp.mode)
-        self.pool = validation_pool() if processes > 1 else None
+        try:
+            self.pool = validation_pool() if processes > 1 else None
+        except OSError as exc:  # not the upload's storage: say which
+            raise RuntimeError(f"the validation processes could not start: {exc}") from exc
         self.setup = validation.PoolSetup(
             (imp.pk, imp.validation_run), imp.columns, imp.mapping, imp.mode, imp.delimiter
         )
@@ -403,8 +408,10 @@ def _run_validation(import_id: int, *, last_try: bool) -> None:
                 return False  # cancelled, or taken over by another worker
         return True
 
-    validator = _Validator(imp, _processes(imp))
+    validator: _Validator | None = None
     try:
+        # Inside: starting a new pool can fail too (no more processes, or the worker exiting).
+        validator = _Validator(imp, _processes(imp))
         with imp.file.open("rb") as handle:
             stream, raw_file = csvfiles.open_binary(handle)  # type: ignore[arg-type]
             blocks = csvfiles.iter_blocks(stream, imp.encoding, imp.delimiter)
@@ -467,7 +474,8 @@ def _run_validation(import_id: int, *, last_try: bool) -> None:
         )
         return
     finally:
-        validator.close()
+        if validator is not None:
+            validator.close()
     if not _flush(imp, rows, problems, imp.size, tally):
         return
     _finish(imp, tally)

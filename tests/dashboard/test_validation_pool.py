@@ -115,6 +115,23 @@ def test_a_pool_broken_as_the_worker_stops_leaves_the_file_to_the_sweep(
     assert imports.validation_pool() is not pooled  # the next file gets a new one
 
 
+def test_a_pool_that_cannot_start_as_the_worker_exits_leaves_the_file_to_the_sweep(
+    marketer, connection, pooled, monkeypatch
+):
+    r = upload(marketer, connection, _mixed_file(3_000), audience="exiting")
+    imp = Import.objects.get(pk=int(r["Location"].strip("/").split("/")[-1]))
+    marketer.post(f"/imports/{imp.pk}/mapping", mapping_data(imp, attributes=MAPPING["attributes"]))
+    imports._discard(pooled)  # noqa: SLF001 - a new pool is needed, as after a broken one
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(imports.ProcessPoolExecutor, "submit", refuse)
+    imports.run_validation(imp.pk)
+    imp.refresh_from_db()
+    assert imp.state == "validating" and imp.error == ""
+
+
 def test_one_process_means_no_pool(settings):
     settings.IMPORT_VALIDATION_PROCESSES = 1
     imports.warm_validation_pool()
