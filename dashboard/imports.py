@@ -318,7 +318,7 @@ class _Validator:
         if self.pool is None:
             yield (*validation.validate_records(self.here, self.import_id, records), position)
             return
-        yield from self._queue(validation.pool_validate, records, position)
+        yield from self._queue(position, validation.pool_validate, records)
 
     def submit_block(self, first_number: int, data: bytes, position: int) -> Iterator[tuple]:
         """Hand over a block of whole records (csvfiles.iter_blocks); yields as submit_records."""
@@ -326,10 +326,9 @@ class _Validator:
             records = csvfiles.parse_block(data, self.delimiter, first_number)
             yield from self.submit_records(records, position)
             return
-        yield from self._queue(validation.pool_validate_block, data, first_number, position)
+        yield from self._queue(position, validation.pool_validate_block, data, first_number)
 
-    def _queue(self, function: Any, *args: Any) -> Iterator[tuple]:
-        *arguments, position = args
+    def _queue(self, position: int, function: Any, *arguments: Any) -> Iterator[tuple]:
         assert self.pool is not None
         try:
             future = self.pool.submit(function, self.setup, *arguments)
