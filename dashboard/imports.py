@@ -8,6 +8,7 @@ validation starts over (it is idempotent: it clears what it wrote before).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import multiprocessing
@@ -274,7 +275,10 @@ def _start_every_process(pool: ProcessPoolExecutor, processes: int, timeout: flo
 
 def warm_validation_pool() -> None:
     """Start the validation pool's processes now (the worker, as it starts)."""
-    validation_pool()
+    with contextlib.suppress(
+        _Stopping
+    ):  # stopped while starting it (an early Ctrl-C): not an error
+        validation_pool()
 
 
 def _discard(pool: ProcessPoolExecutor) -> None:
