@@ -17,7 +17,7 @@ import orjson
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Min, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -343,6 +343,15 @@ def poll_due(limit: int = 50) -> int:
         _poll_one(chunk, imp, client)
         asked += 1
     return asked
+
+
+def seconds_to_next_poll() -> float | None:
+    """Seconds until the next poll of an accepted chunk is due (0 when one is due now); None
+    when no chunk waits for one. The worker sleeps this long between its looks, not more."""
+    first = Chunk.objects.filter(state=Chunk.ACCEPTED).aggregate(first=Min("next_poll_at"))
+    if first["first"] is None:
+        return None
+    return max(0.0, (first["first"] - timezone.now()).total_seconds())
 
 
 def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:

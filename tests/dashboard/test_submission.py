@@ -237,6 +237,27 @@ def test_the_state_fragment_stops_polling_when_final(marketer, connection, vip, 
     assert r.status_code == 286 and b"Ready to target" in r.content
 
 
+def test_the_next_poll_is_due_when_the_earliest_accepted_chunk_asks_for_it(
+    marketer, connection, vip, work
+):
+    assert submission.seconds_to_next_poll() is None  # no chunk waits for a poll
+    imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3"])
+    connection.chunk_size = 1
+    connection.save()
+    submission.submit(imp)
+    submission.prepare(imp.pk)  # three chunks, sent and accepted
+    chunks = list(imp.chunks.order_by("number"))
+    assert [c.state for c in chunks] == ["accepted"] * 3
+    now = timezone.now()
+    for chunk, seconds in zip(chunks, (3.0, 0.5, 2.0), strict=True):
+        imp.chunks.filter(pk=chunk.pk).update(next_poll_at=now + timedelta(seconds=seconds))
+    assert 0.3 < submission.seconds_to_next_poll() <= 0.5
+    imp.chunks.filter(pk=chunks[1].pk).update(state="applied")  # no longer waits
+    assert 1.8 < submission.seconds_to_next_poll() <= 2.0
+    imp.chunks.filter(pk=chunks[0].pk).update(next_poll_at=now - timedelta(seconds=1))
+    assert submission.seconds_to_next_poll() == 0.0  # one is due
+
+
 def test_an_accepted_chunk_is_asked_about_soon_then_ever_less_often(
     marketer, connection, vip, work
 ):

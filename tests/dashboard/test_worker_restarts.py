@@ -252,3 +252,25 @@ def test_the_polls_go_on_at_once_while_there_were_polls_due(db, monkeypatch, set
     with pytest.raises(_Stop):
         worker.Command()._sweep_forever(1000.0)  # the sweep first, then the polls between
     assert calls == ["sleep", "poll", "poll", "poll", "sleep"]
+
+
+def test_the_polls_wake_up_when_the_next_poll_is_due(db, monkeypatch, settings):
+    """Between sweeps the worker sleeps until the next chunk's poll is due, not a whole
+    POLL_EVERY after it; never less than MIN_POLL_WAIT, never more than POLL_EVERY."""
+    from dashboard import submission
+
+    settings.WORKER_SWEEPS = []
+    next_due = iter([0.03, None, 7.0, 0.0])
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 5:
+            raise _Stop
+
+    monkeypatch.setattr(submission, "poll_due", lambda: 0)
+    monkeypatch.setattr(submission, "seconds_to_next_poll", lambda: next(next_due))
+    monkeypatch.setattr(worker, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    with pytest.raises(_Stop):
+        worker.Command()._sweep_forever(1000.0)
+    assert sleeps[1:] == [0.03, worker.POLL_EVERY, worker.POLL_EVERY, worker.MIN_POLL_WAIT]

@@ -39,6 +39,8 @@ DATABASE_DOWN = (OperationalError, InterfaceError)
 MAX_OUTAGE_WAIT = 5.0
 # How often a worker asks whether accepted chunks' polls are due, between its sweeps.
 POLL_EVERY = 0.1
+# The shortest wait for a poll coming due: another worker may have just claimed it.
+MIN_POLL_WAIT = 0.005
 
 
 class Command(BaseCommand):
@@ -147,11 +149,12 @@ class Command(BaseCommand):
         _keep_running(f"the {queue} lane", Lane(queue=queue, interval=interval).run, any_error=True)
 
     def _sweep_forever(self, every: float) -> None:
-        from dashboard.submission import poll_due
+        from dashboard.submission import poll_due, seconds_to_next_poll
 
         sweeps = [import_string(path) for path in settings.WORKER_SWEEPS]
         next_sweep = 0.0
         while True:
+            wait = POLL_EVERY
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + every
                 self._sweep_once(sweeps, every)
@@ -163,13 +166,18 @@ class Command(BaseCommand):
                         # More may have come due meanwhile (a poll can wait for SQLite's write
                         # lock while an apply holds it): look again before sleeping.
                         continue
+                    # Wake up when the next poll is due, not up to POLL_EVERY after it (chunks
+                    # accepted meanwhile are first asked about no sooner than POLL_EVERY).
+                    due = seconds_to_next_poll()
+                    if due is not None:
+                        wait = max(MIN_POLL_WAIT, min(wait, due))
                 except DATABASE_DOWN:
                     _drop_connections()
                 except Exception:
                     logger.exception("polling the chunks' tokens failed; retrying")
                 finally:
                     close_old_connections()
-            time.sleep(max(0.0, min(POLL_EVERY, next_sweep - time.monotonic())))
+            time.sleep(max(0.0, min(wait, next_sweep - time.monotonic())))
 
     def _sweep_once(self, sweeps: list[Any], every: float) -> None:
         for sweep in sweeps:
