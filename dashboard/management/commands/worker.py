@@ -74,6 +74,10 @@ class Command(BaseCommand):
         )
         sweeper.start()
         threading.Thread(target=_warm_validation_pool, daemon=True).start()
+        if connection.vendor == "sqlite":
+            threading.Thread(
+                target=_checkpoint_forever, args=(settings.SQLITE_QUIET_CHECKPOINT,), daemon=True
+            ).start()
         if settings.TASK_BACKEND == "rq":
             # django-tasks-rq's job class runs our tasks; ours runs them without a fork.
             quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
@@ -320,6 +324,22 @@ def _warm_validation_pool() -> None:
         imports.warm_validation_pool()
     except Exception:
         logger.warning("the validation pool did not start; files will start it", exc_info=True)
+
+
+def _checkpoint_forever(every: float) -> None:
+    """SQLite's log copied back into the database whenever no write came for `every` seconds
+    (dashboard.checkpoints)."""
+    from dashboard.checkpoints import QuietCheckpointer
+
+    checkpointer = QuietCheckpointer()
+    while True:
+        time.sleep(every)
+        try:
+            checkpointer.look()
+        except DATABASE_DOWN:
+            _drop_connections()
+        except Exception:
+            logger.exception("checkpointing the database's log failed; retrying")
 
 
 def run_lane_process(queue: str, interval: float, parent: int) -> None:
