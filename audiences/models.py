@@ -7,6 +7,7 @@ import hmac
 import json
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -152,7 +153,19 @@ class Operation(models.Model):
         return self.state
 
 
+class RowId(models.BigAutoField):
+    """The id of a row that nothing refers to by its id: on SQLite, without AUTOINCREMENT,
+    whose bookkeeping (a write to sqlite_sequence for every row) cost an eighth of each insert.
+    SQLite may then give a deleted row's id again, which no API answer shows."""
+
+    def db_type_suffix(self, connection: Any) -> str | None:
+        if connection.vendor == "sqlite":
+            return None
+        return super().db_type_suffix(connection)
+
+
 class Member(models.Model):
+    id = RowId(primary_key=True)
     audience = models.ForeignKey(Audience, on_delete=models.CASCADE, db_constraint=False)
     custom_id = models.CharField(max_length=512)
     attributes = models.TextField(default="{}")  # JSON, keys as sent, dates normalised to UTC
