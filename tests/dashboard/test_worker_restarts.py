@@ -117,12 +117,12 @@ def _run_lane(lane: worker.Lane, monkeypatch: pytest.MonkeyPatch, polls: int) ->
     """Run the lane in this thread until it has waited `polls` times."""
     slept: list[float] = []
 
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
+    def wait(listener: object) -> None:
+        slept.append(lane.interval)
         if len(slept) >= polls:
             lane.running = False
 
-    monkeypatch.setattr(worker, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    monkeypatch.setattr(lane, "_wait", wait)
     lane.run()
     return slept
 

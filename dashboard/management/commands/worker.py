@@ -28,7 +28,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from dashboard import processes
+from dashboard import processes, wakeups
 
 logger = logging.getLogger("audiences.worker")
 
@@ -237,13 +237,22 @@ class Lane(Worker):
 
     def run(self) -> None:
         logger.debug("lane %s of queue %s started", self.worker_id, self.queue_names[0])
-        while self.running and not self._orphaned():
-            close_old_connections()
-            task_result = self._claim() if self._may_have_work() else None
-            if task_result is not None:
-                self.run_task(task_result)
-            elif self.running:
-                time.sleep(self.interval)
+        listener = wakeups.Listener(self.queue_names[0])
+        try:
+            while self.running and not self._orphaned():
+                close_old_connections()
+                task_result = self._claim() if self._may_have_work() else None
+                if task_result is not None:
+                    self.run_task(task_result)
+                elif self.running:
+                    self._wait(listener)
+        finally:
+            listener.close()
+
+    def _wait(self, listener: wakeups.Listener) -> None:
+        """Until the next look: the interval, or less when a task of this lane's queue is queued
+        on this machine meanwhile (dashboard.wakeups)."""
+        listener.wait(self.interval)
 
     def _may_have_work(self) -> bool:
         """Whether a task of this lane's queue is due: one plain query (cheap enough to ask
