@@ -57,7 +57,9 @@ class Listener:
         sock.setblocking(False)
         sock.bind(self.path)
         self.socket = sock
-        atexit.register(self.close)  # a lane in a daemon thread never gets to its own close
+        # A lane in a daemon thread never gets to its close: its file goes as the process exits
+        # (its socket, which that thread may be waiting on meanwhile, with the process).
+        atexit.register(self._remove)
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to `timeout` seconds; True when woken (every wake-up waiting is taken)."""
@@ -78,10 +80,13 @@ class Listener:
         return True
 
     def close(self) -> None:
-        atexit.unregister(self.close)
         if self.socket is not None:
             self.socket.close()
             self.socket = None
+        self._remove()
+
+    def _remove(self) -> None:
+        atexit.unregister(self._remove)
         if self.path:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
