@@ -393,6 +393,38 @@ def test_the_pace_measured_on_the_real_clock(connection):
     assert 8 / 20 - 0.01 <= elapsed < 8 / 20 + 5, elapsed  # generous above: a slow machine
 
 
+def test_an_unpaced_connection_calls_without_touching_the_pace(
+    connection, monkeypatch, django_assert_num_queries
+):
+    clock = FakeClock()
+    monkeypatch.setattr(dashboard.models, "time", clock)
+    Connection.objects.filter(pk=connection.pk).update(
+        calls_per_second=dashboard.models.UNPACED, next_call_at=0.0
+    )
+    unpaced = Connection.objects.get(pk=connection.pk)
+    with django_assert_num_queries(0):  # no write, so no wait for the write lock either
+        for _ in range(5):
+            unpaced.wait_for_slot()
+    assert clock.slept == []
+    unpaced.refresh_from_db()
+    assert unpaced.next_call_at == 0.0
+    # Just under it, calls are paced as ever.
+    Connection.objects.filter(pk=connection.pk).update(calls_per_second=999)
+    paced = Connection.objects.get(pk=connection.pk)
+    for _ in range(3):
+        paced.wait_for_slot()
+    assert clock.slept == pytest.approx([1 / 999] * 2)
+
+
+def test_the_embedded_connection_is_created_unpaced(db, settings, tmp_path):
+    from django.core.management import call_command
+
+    settings.DATA_DIR = tmp_path
+    call_command("bootstrap", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    embedded = Connection.objects.get(is_embedded=True)
+    assert embedded.calls_per_second == dashboard.models.UNPACED
+
+
 PACED_CALLS = """
 import json, sys, time
 import django

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dashboard.models import Connection
+from dashboard.models import UNPACED, Connection
 
 EMBEDDED_PROJECT = "embedded"
 
@@ -44,8 +44,9 @@ class Command(BaseCommand):
                 base_url=settings.EMBEDDED_API_URL,
                 project_key=keys["project_key"],
                 is_embedded=True,
-                # Our own server has no 1-call-per-second limit to respect.
-                calls_per_second=50,
+                # Our own server has no 1-call-per-second limit to respect (its own rate
+                # limit, AUDIENCE_API_RATE_LIMIT, answers 429s that the client honours).
+                calls_per_second=UNPACED,
             )
             connection.set_rest_key(keys["rest_key"])
             connection.save()
