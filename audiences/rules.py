@@ -174,7 +174,7 @@ def custom_id_problem(value: Any, path: str = "id") -> Problem | None:
 _PLAIN_ID_RE = re.compile(r"[!-~](?:[ -~]*[!-~])?")
 
 
-def _plain_id(value: str) -> bool:
+def plain_id(value: str) -> bool:
     """True for the common printable-ASCII ID without edge spaces (no further checks needed)."""
     return _PLAIN_ID_RE.fullmatch(value) is not None
 
@@ -496,7 +496,7 @@ def _check_item(raw: Any, index: int, replace: bool, problems: Problems) -> Item
         if (
             custom_id.__class__ is str
             and 0 < len(custom_id) <= MAX_ID_LENGTH  # type: ignore[arg-type]
-            and _plain_id(custom_id)  # type: ignore[arg-type]
+            and plain_id(custom_id)  # type: ignore[arg-type]
         ):
             size = len(raw)
             action = "add" if replace else raw.get("action")
@@ -524,7 +524,7 @@ def _check_item(raw: Any, index: int, replace: bool, problems: Problems) -> Item
     attributes: dict[str, Any] | None = {} if action == "add" else None
     for key, value in raw.items():
         if key == "id":
-            if value.__class__ is str and 0 < len(value) <= MAX_ID_LENGTH and _plain_id(value):
+            if value.__class__ is str and 0 < len(value) <= MAX_ID_LENGTH and plain_id(value):
                 continue
             p = custom_id_problem(value, f"{path}.id")
             if p:

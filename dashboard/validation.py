@@ -69,6 +69,8 @@ class RowValidator:
         self.header_of_key = {key: header for _, key, _, header in self.attributes}
         self.column_of_key = {key: column for column, key, _, _ in self.attributes}
         self.fixed_action = {"add": "add", "replace": "add", "remove": "remove"}.get(mode)
+        # The rules' problems of a row's attributes (emptied for each row: most have none).
+        self.found = rules.Problems(limit=1000)
 
     def __call__(self, cells: list[str]) -> RowResult:
         problems: list[RowProblem] = []
@@ -86,7 +88,7 @@ class RowValidator:
         custom_id = cells[self.id_column] if self.id_column < width else ""
         if not custom_id:
             problems.append(RowProblem(self.id_header, "", "MISSING_ID", "the ID cell is empty"))
-        else:
+        elif len(custom_id) > rules.MAX_ID_LENGTH or not rules.plain_id(custom_id):
             problem = rules.custom_id_problem(custom_id, "id")
             if problem:
                 problems.append(
@@ -128,7 +130,8 @@ class RowValidator:
                     )
                 elif value != []:
                     attributes[key] = value
-            found = rules.Problems(limit=1000)
+            found = self.found
+            found.items.clear()
             normal = rules.check_attributes(attributes, "attributes", found)
             for p in found.items:
                 key = p.path.partition(".")[2]
