@@ -6,9 +6,13 @@ lane now waits on a socket of its own as well, and a task queued (once its trans
 committed) sends each lane of its queue one byte. The looks stay: the lanes of other machines,
 or a wake-up that was lost, still start the task within the interval.
 
-The sockets are Unix datagram sockets in a directory of the machine's temporary directory that
-is this user's and this database's: the worker's lanes and the applies' process bind one each,
-whatever process queues the task (a web request, the worker itself) sends to them.
+The sockets are Unix datagram sockets in a directory of DATA_DIR that is this database's (the
+web server and the workers of a machine share DATA_DIR; systemd's PrivateTmp gives each its own
+/tmp): the worker's lanes and the applies' process bind one each, and whatever process queues
+the task (a web request, the worker itself) sends to them. Every lane of the queue is woken;
+the one that claims the task first runs it, the others find nothing (one short write each).
+A directory that is not this user's alone, or a path too long for a socket, turns wake-ups
+off: the lanes then only look every interval, as before.
 """
 
 from __future__ import annotations
@@ -16,27 +20,49 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import logging
 import os
 import select
 import socket
-import tempfile
+import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
+
+logger = logging.getLogger(__name__)
+
+
+# A socket's path is at most 107 bytes; ours end in "/<queue>.<pid>.<thread>".
+_MAX_DIRECTORY = 70
 
 
 def directory() -> Path:
-    """This database's wake-up sockets (a short path: a socket's is at most 107 bytes)."""
+    """This database's wake-up sockets."""
     s = connection.settings_dict
     where = (
         os.path.realpath(s["NAME"])
         if connection.vendor == "sqlite"
         else f"{s.get('HOST')}:{s.get('PORT')}/{s['NAME']}"
     )
-    key = hashlib.sha256(where.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"audiences-wake-{os.getuid()}-{key}"
+    key = hashlib.sha256(where.encode()).hexdigest()[:12]
+    return Path(settings.DATA_DIR).resolve() / f"wake-{key}"
+
+
+def _private(where: Path) -> bool:
+    """Whether the directory is a real one, this user's, that no one else may enter."""
+    try:
+        found = os.lstat(where)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(found.st_mode)
+        and found.st_uid == os.getuid()
+        and not found.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+    )
 
 
 class Listener:
@@ -45,34 +71,47 @@ class Listener:
     def __init__(self, queue: str) -> None:
         self.queue = queue
         self.socket: socket.socket | None = None
+        self.poller: select.poll | None = None
         self.path = ""
+        self.off = False  # no socket to be had: the lane only looks every interval
 
     def open(self) -> None:
         where = directory()
-        where.mkdir(mode=0o700, exist_ok=True)
-        self.path = str(where / f"{self.queue}.{os.getpid()}.{threading.get_native_id()}")
+        if len(str(where)) > _MAX_DIRECTORY:
+            raise OSError(f"{where} is too long a path for a socket")
+        with contextlib.suppress(FileExistsError):
+            where.mkdir(mode=0o700)
+        if not _private(where):
+            raise OSError(f"{where} is not a directory of this user's alone")
+        path = str(where / f"{self.queue}.{os.getpid()}.{threading.get_native_id()}")
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # a lane of an earlier process that had this pid
+            os.unlink(path)  # a lane of an earlier process that had this pid
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.bind(self.path)
-        self.socket = sock
+        try:
+            sock.setblocking(False)
+            sock.bind(path)
+        except OSError:
+            sock.close()
+            raise
+        self.socket, self.path = sock, path
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
         # A lane in a daemon thread never gets to its close: its file goes as the process exits
         # (its socket, which that thread may be waiting on meanwhile, with the process).
         atexit.register(self._remove)
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to `timeout` seconds; True when woken (every wake-up waiting is taken)."""
-        if self.socket is None:
+        if self.socket is None and not self.off:
             try:
                 self.open()
-            except OSError:  # no socket to be had: the lane only looks every interval
-                self.close()
-                select.select([], [], [], timeout)
-                return False
-        assert self.socket is not None
-        ready, _, _ = select.select([self.socket], [], [], timeout)
-        if not ready:
+            except OSError as exc:
+                self.off = True
+                logger.warning("wake-ups are off for the %s lane: %s", self.queue, exc)
+        if self.socket is None or self.poller is None:
+            time.sleep(timeout)
+            return False
+        if not self.poller.poll(timeout * 1000):
             return False
         with contextlib.suppress(BlockingIOError, OSError):
             while self.socket.recv(64):
@@ -82,7 +121,7 @@ class Listener:
     def close(self) -> None:
         if self.socket is not None:
             self.socket.close()
-            self.socket = None
+            self.socket = self.poller = None
         self._remove()
 
     def _remove(self) -> None:
@@ -98,6 +137,8 @@ class Listener:
 def wake(queue: str) -> int:
     """Wake the lanes of `queue` on this machine; how many were sent a wake-up."""
     where = directory()
+    if not _private(where):
+        return 0
     try:
         names = [n for n in os.listdir(where) if n.startswith(f"{queue}.")]
     except OSError:
@@ -108,6 +149,8 @@ def wake(queue: str) -> int:
         for name in names:
             path = str(where / name)
             try:
+                if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                    continue  # only our lanes' sockets, never where a link points
                 sock.sendto(b"!", path)
                 woken += 1
             except BlockingIOError:

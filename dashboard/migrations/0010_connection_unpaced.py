@@ -3,6 +3,16 @@
 import django.core.validators
 from django.db import migrations, models
 
+# What bootstrap gave the embedded connection before: a value of the operator's own stays.
+OLD_EMBEDDED_PACE = 50
+
+
+def unpace_the_embedded_connection(apps, schema_editor):
+    Connection = apps.get_model("dashboard", "Connection")
+    Connection.objects.filter(is_embedded=True, calls_per_second=OLD_EMBEDDED_PACE).update(
+        calls_per_second=1000
+    )
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -22,4 +32,5 @@ class Migration(migrations.Migration):
                 ],
             ),
         ),
+        migrations.RunPython(unpace_the_embedded_connection, migrations.RunPython.noop),
     ]

@@ -425,6 +425,23 @@ def test_the_embedded_connection_is_created_unpaced(db, settings, tmp_path):
     assert embedded.calls_per_second == dashboard.models.UNPACED
 
 
+def test_an_installed_embedded_connection_at_the_old_pace_is_unpaced(connection):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("dashboard.migrations.0010_connection_unpaced")
+    Connection.objects.filter(pk=connection.pk).update(calls_per_second=50)
+    other = Connection.objects.create(
+        name="Batch", base_url="https://api.batch.com", project_key="p", calls_per_second=50
+    )
+    migration.unpace_the_embedded_connection(apps, None)
+    connection.refresh_from_db()
+    other.refresh_from_db()
+    assert connection.calls_per_second == dashboard.models.UNPACED
+    assert other.calls_per_second == 50  # not the embedded one: the operator's pace stays
+
+
 PACED_CALLS = """
 import json, sys, time
 import django

@@ -105,6 +105,36 @@ def test_a_lane_starts_a_task_at_once_not_at_its_next_look():
     assert not any(n.startswith("audiences.") for n in _sockets())
 
 
+def test_wake_ups_are_off_in_a_directory_others_may_enter(db, caplog):
+    where = wakeups.directory()
+    where.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(where, 0o777)
+    try:
+        lane = wakeups.Listener("audiences")
+        assert lane.wait(0) is False  # it only looks every interval
+        assert lane.socket is None and lane.off
+        assert "wake-ups are off for the audiences lane" in caplog.text
+        assert wakeups.wake("audiences") == 0
+    finally:
+        os.chmod(where, 0o700)
+        os.rmdir(where)
+
+
+def test_a_wake_up_never_follows_a_link(listener, tmp_path):
+    elsewhere = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    elsewhere.bind(str(tmp_path / "elsewhere"))
+    link = wakeups.directory() / "audiences.1.1"
+    os.symlink(tmp_path / "elsewhere", link)
+    try:
+        assert wakeups.wake("audiences") == 1  # the lane's socket only
+        elsewhere.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            elsewhere.recv(8)
+    finally:
+        os.unlink(link)
+        elsewhere.close()
+
+
 def _sockets() -> list[str]:
     try:
         return os.listdir(wakeups.directory())
