@@ -14,6 +14,7 @@ from django.db import connection
 from dashboard import checkpoints
 from dashboard.management.commands import worker
 from dashboard.models import AuditEvent
+from tests.workers import running_workers, wait_for
 
 pytestmark = pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite's write-ahead log")
 
@@ -93,4 +94,14 @@ def test_the_worker_looks_every_sqlite_quiet_checkpoint_seconds(monkeypatch):
     with pytest.raises(_Stop):
         worker._checkpoint_forever(0.25)
     assert sleeps == [0.25, 0.25, 0.25]
+    assert not copy_back_what_is_left()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_worker_copies_the_log_back_once_the_database_is_quiet():
+    with running_workers(1, SQLITE_QUIET_CHECKPOINT="0.2"):
+        for _ in range(3):
+            write()
+        before = database_written()
+        wait_for(lambda: database_written() != before, timeout=30, what="a checkpoint")
     assert not copy_back_what_is_left()

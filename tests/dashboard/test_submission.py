@@ -258,6 +258,41 @@ def test_the_next_poll_is_due_when_the_earliest_accepted_chunk_asks_for_it(
     assert submission.seconds_to_next_poll() == 0.0  # one is due
 
 
+def test_the_imports_last_call_is_also_asked_about_early_without_counting(
+    marketer, connection, vip, work
+):
+    imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3"])
+    connection.chunk_size = 2
+    connection.save()
+    submission.submit(imp)
+    submission.prepare(imp.pk)  # two calls, sent one after the other, both accepted
+    first, last = imp.chunks.order_by("number")
+    delay = {c.number: (c.next_poll_at - c.accepted_at).total_seconds() for c in (first, last)}
+    # Something of the import was still to send when the first was accepted: the usual poll.
+    assert delay == {1: submission.FIRST_POLL, 2: submission.EARLY_POLL}
+    # While the server says IN_PROGRESS, the last one is asked every EARLY_POLL until its
+    # regular first poll, and these looks don't count in its schedule.
+    for _ in range(2):
+        imp.chunks.filter(pk=last.pk).update(next_poll_at=timezone.now())
+        before = timezone.now()
+        assert submission.poll_due() == 1
+        last.refresh_from_db()
+        assert last.polls == 0 and last.state == "accepted"
+        regular = last.accepted_at + timedelta(seconds=submission.FIRST_POLL)
+        early = before + timedelta(seconds=submission.EARLY_POLL)
+        assert last.next_poll_at == regular or early <= last.next_poll_at < regular
+    # From its regular first poll on, the usual schedule.
+    imp.chunks.filter(pk=last.pk).update(
+        accepted_at=last.accepted_at - timedelta(seconds=1), next_poll_at=timezone.now()
+    )
+    imp.chunks.filter(pk=first.pk).update(next_poll_at=timezone.now() + timedelta(hours=1))
+    assert submission.poll_due() == 1
+    last.refresh_from_db()
+    assert last.polls == 1
+    work()
+    assert set(imp.chunks.values_list("state", flat=True)) == {"applied"}
+
+
 def test_an_accepted_chunk_is_asked_about_soon_then_ever_less_often(
     marketer, connection, vip, work
 ):
@@ -266,7 +301,9 @@ def test_an_accepted_chunk_is_asked_about_soon_then_ever_less_often(
     submission.prepare(imp.pk)  # sent and accepted; the server has not applied it yet
     chunk = imp.chunks.get()
     assert chunk.state == "accepted"
-    assert chunk.next_poll_at - chunk.accepted_at == timedelta(seconds=submission.FIRST_POLL)
+    # The import's only call is its last: asked about early too (see the test below).
+    assert chunk.next_poll_at - chunk.accepted_at == timedelta(seconds=submission.EARLY_POLL)
+    imp.chunks.update(accepted_at=chunk.accepted_at - timedelta(seconds=submission.FIRST_POLL))
     # Asked while the API still says IN_PROGRESS: the next poll is further off each time.
     for polls in range(4):
         imp.chunks.update(next_poll_at=timezone.now())
