@@ -393,7 +393,9 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
     # From the answer, not the question: a slow answer does not make the next poll due at once.
     answered = timezone.now()
     regular = chunk.accepted_at + timedelta(seconds=FIRST_POLL)
-    if not chunk.polls and answered < regular:  # an early look (EARLY_POLL): not counted
+    if state is not None and not chunk.polls and answered < regular:
+        # An early look (EARLY_POLL) that the server answered: not counted. One that failed
+        # is, and backs off as any other.
         Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
             next_poll_at=min(regular, answered + timedelta(seconds=EARLY_POLL))
         )
