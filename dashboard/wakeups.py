@@ -79,20 +79,26 @@ class Listener:
         where = directory()
         if len(str(where)) > _MAX_DIRECTORY:
             raise OSError(f"{where} is too long a path for a socket")
-        with contextlib.suppress(FileExistsError):
-            where.mkdir(mode=0o700)
-        if not _private(where):
-            raise OSError(f"{where} is not a directory of this user's alone")
         path = str(where / f"{self.queue}.{os.getpid()}.{threading.get_native_id()}")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a lane of an earlier process that had this pid
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.bind(path)
-        except OSError:
-            sock.close()
-            raise
+        for attempt in range(3):
+            with contextlib.suppress(FileExistsError):
+                where.mkdir(mode=0o700)
+            if not _private(where):
+                raise OSError(f"{where} is not a directory of this user's alone")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # a lane of an earlier process that had this pid
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.bind(path)
+                break
+            except FileNotFoundError:
+                sock.close()  # the last other lane just removed the directory: make it again
+                if attempt == 2:
+                    raise
+            except OSError:
+                sock.close()
+                raise
         self.socket, self.path = sock, path
         self.poller = select.poll()
         self.poller.register(sock, select.POLLIN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import time
 
@@ -133,6 +134,32 @@ def test_a_wake_up_never_follows_a_link(listener, tmp_path):
     finally:
         os.unlink(link)
         elsewhere.close()
+
+
+def test_a_lane_opens_its_socket_though_the_last_other_lane_just_removed_the_directory(
+    db, monkeypatch, settings
+):
+    settings.DATA_DIR = tempfile.mkdtemp(prefix="w")  # short, and empty
+    real = wakeups._private
+    removed: list[str] = []
+
+    def private(where):  # type: ignore[no-untyped-def]
+        mine = real(where)
+        if not removed:
+            os.rmdir(where)  # the last other lane closed between our mkdir and our bind
+            removed.append(str(where))
+        return mine
+
+    monkeypatch.setattr(wakeups, "_private", private)
+    lane = wakeups.Listener("audiences")
+    try:
+        assert lane.wait(0) is False and not lane.off
+        assert removed and os.path.exists(lane.path)
+        wakeups.wake("audiences")
+        assert lane.wait(0) is True
+    finally:
+        lane.close()
+        os.rmdir(settings.DATA_DIR)
 
 
 def _sockets() -> list[str]:
