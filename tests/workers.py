@@ -161,10 +161,68 @@ def running_workers(
             log.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float = 60.0,
+    what: str = "condition",
+    describe: Callable[[], str] | None = None,
+) -> None:
+    """Wait until condition() holds; on timeout, fail saying what was awaited and, if given,
+    what describe() reports of the state things were left in."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    state = f"\n{describe()}" if describe is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{state}")
+
+
+def stuck_report(import_pk: int) -> str:
+    """What an import that doesn't end was left in: its state, its calls, the API's pending
+    operations, the database's sessions that wait (PostgreSQL) and the task queue."""
+    from django.utils import timezone
+
+    from audiences.models import Operation
+    from dashboard.models import Import
+
+    imp = Import.objects.get(pk=import_pk)
+    lines = [
+        f"import {imp.pk}: {imp.state} lease_until={imp.lease_until} rows_read={imp.rows_read}",
+        "chunks (number, state, attempts, error, next_poll_at): "
+        + repr(
+            list(
+                imp.chunks.order_by("number").values_list(
+                    "number", "state", "attempts", "error_code", "next_poll_at"
+                )
+            )
+        ),
+        "operations in progress: "
+        + repr(
+            list(Operation.objects.filter(state="IN_PROGRESS").values_list("pk", "accepted_at"))
+        ),
+        f"now: {timezone.now()}",
+    ]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, state, wait_event_type, wait_event, now() - xact_start,"
+                " pg_blocking_pids(pid), left(query, 120) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            lines += ["sessions:", *(f"  {row}" for row in cursor.fetchall())]
+    if settings.TASK_BACKEND == "rq":
+        import redis
+        from rq import Queue, Worker
+        from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+        redis_connection = redis.Redis.from_url(settings.REDIS_URL)
+        for name in settings.TASK_QUEUES:
+            queue = Queue(name, connection=redis_connection)
+            lines.append(
+                f"queue {name}: {len(queue)} queued,"
+                f" started {StartedJobRegistry(queue=queue).get_job_ids()},"
+                f" failed {FailedJobRegistry(queue=queue).get_job_ids()}"
+            )
+        lines.append(f"rq workers: {[w.name for w in Worker.all(connection=redis_connection)]}")
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from audiences.models import Member
 from dashboard.client import AudienceClient
 from dashboard.models import Import
-from tests.workers import running_workers, wait_for
+from tests.workers import running_workers, stuck_report, wait_for
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -186,8 +186,14 @@ def test_a_worker_killed_again_and_again_mid_import_changes_nothing(
             states_at_kill.append(advance())
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-    with running_workers(1, **env):
-        wait_for(lambda: advance() in ("applied", "failed"), timeout=180, what="the import to end")
+    # The last worker logs each task it runs: if the import never ends, its log says how far.
+    with running_workers(1, **env | {"LOG_LEVEL": "INFO"}):
+        wait_for(
+            lambda: advance() in ("applied", "failed"),
+            timeout=180,
+            what="the import to end",
+            describe=lambda: f"states at each kill: {states_at_kill}\n{stuck_report(imp.pk)}",
+        )
     in_flight = [s for s in states_at_kill if s in ("validating", "submitting", "submitted")]
     assert len(in_flight) >= 3, f"killed mid-import only {len(in_flight)} times: {states_at_kill}"
     assert imp.state == "applied", list(imp.chunks.values_list("number", "state", "error_code"))
