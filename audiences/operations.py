@@ -239,14 +239,19 @@ def apply_pending(audience_id: int) -> int:
 
 def _ready_rows(audience_id: int, operation_id: int | None = None) -> tuple[int, Any] | None:
     """(id, rows) of the audience's next pending operation (or of that one): its adds as
-    upsert rows in ID order, and its removed IDs; None when there is none."""
+    upsert rows in ID order, its removed IDs, and for an update how many of its added IDs were
+    not members yet and how many of its removed ones were; None when there is none.
+
+    Counted here, before the apply's transaction: members change only as the audience's
+    operations are applied, one at a time and in order, so while this operation is the next
+    one they are what the apply will find (apply_pending makes them again if it is not)."""
     pending = Operation.objects.filter(audience_id=audience_id, state=IN_PROGRESS)
     if operation_id is not None:
         pending = pending.filter(pk=operation_id)
-    found = pending.order_by("id").values_list("id", "payload").first()
+    found = pending.order_by("id").values_list("id", "kind", "payload").first()
     if found is None:
         return None
-    pk, payload = found
+    pk, kind, payload = found
     rows = decode_rows(payload)
     stamp = connection.ops.adapt_datetimefield_value(timezone.now())
     # In ID order: neighbouring keys share index pages, so each page is read and written once
@@ -258,7 +263,14 @@ def _ready_rows(audience_id: int, operation_id: int | None = None) -> tuple[int,
         if action == "add"
     ]
     removes = [(cid, audience_id) for action, cid, _ in rows if action == "remove"]
-    return pk, (adds, removes)
+    new = gone = 0
+    if kind == Operation.UPDATE:
+        # The count moves by the IDs that were not members yet and the removed ones that
+        # were: counting the whole audience after each call grows with its size.
+        with connection.cursor() as cursor:
+            new = len(adds) - _members_among(cursor, audience_id, [row[1] for row in adds])
+            gone = _members_among(cursor, audience_id, [cid for cid, _ in removes])
+    return pk, (adds, removes, new, gone)
 
 
 def _members_among(cursor, audience_id: int, ids: list[str]) -> int:  # type: ignore[no-untyped-def]
@@ -271,10 +283,10 @@ def _members_among(cursor, audience_id: int, ids: list[str]) -> int:  # type: ig
     return found
 
 
-def _apply(audience: Audience, operation: Operation, ready: tuple[list, list]) -> None:
+def _apply(audience: Audience, operation: Operation, ready: tuple[list, list, int, int]) -> None:
     now = timezone.now()
     if operation.kind in (Operation.UPDATE, Operation.REPLACE):
-        adds, removes = ready
+        adds, removes, new, gone = ready
         pk, op = audience.pk, operation.pk
         with connection.cursor() as cursor:
             if operation.kind == Operation.REPLACE:
@@ -287,10 +299,6 @@ def _apply(audience: Audience, operation: Operation, ready: tuple[list, list]) -
                 audience.replaced_below = op
                 audience.nb_ids = len(adds)  # exactly the replace's own IDs are left
             else:
-                # The count moves by the IDs that were not members yet and the removed ones
-                # that were: counting the whole audience after each call grows with its size.
-                new = len(adds) - _members_among(cursor, pk, [row[1] for row in adds])
-                gone = _members_among(cursor, pk, [cid for cid, _ in removes])
                 if adds:
                     cursor.executemany(_UPSERT, adds)
                 if removes:

@@ -188,6 +188,36 @@ def test_nb_ids_is_exact_after_each_step(news, drain):
         assert news.view("news")["nb_ids"] == expected == len(state())
 
 
+def test_nb_ids_is_exact_when_another_worker_applies_the_operation_made_ready(
+    news, drain, monkeypatch
+):
+    """An apply counts an update's new and removed members before its transaction; when
+    another worker applied that operation meanwhile, the next one is counted afresh (counts
+    made for the first would say 2 IDs are new where 1 is)."""
+    from audiences import operations
+
+    news.update("news", [add("a"), add("b")])
+    news.update("news", [add("b"), add("c"), remove("a")])
+    ready_rows = operations._ready_rows
+    made_ready = []
+
+    def other_worker_goes_first(audience_id, operation_id=None):
+        ready = ready_rows(audience_id, operation_id)
+        if not made_ready:
+            made_ready.append(ready[0])
+            with monkeypatch.context() as m:
+                m.setattr(operations, "_ready_rows", ready_rows)
+                assert operations.apply_pending(audience_id) == 2  # both, before this one
+            news.update("news", [add("d")])  # and a third comes in
+        return ready
+
+    monkeypatch.setattr(operations, "_ready_rows", other_worker_goes_first)
+    assert drain() == 1
+    assert state() == {"b": {}, "c": {}, "d": {}}
+    assert news.view("news")["nb_ids"] == 3
+    assert made_ready  # the race happened
+
+
 def test_draining_twice_changes_nothing(news, drain):
     news.update("news", [add("a", n=1)])
     assert drain() == 1
