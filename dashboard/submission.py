@@ -51,6 +51,8 @@ def send_lease() -> timedelta:
 
 # Well under the server's 16 MiB body limit (Batch's is unknown): a chunk is cut short before it.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# An item's bytes besides its ID's and its attributes' (keys, quotes, comma), and more.
+ITEM_OVERHEAD = 48
 
 
 class NotSubmittable(Exception):
@@ -116,12 +118,60 @@ def prepare(import_id: int) -> None:
 
 def _cut(imp: Import) -> None:
     limit = min(imp.connection.chunk_size, 10_000)
-    chunks: list[Chunk] = []
+    spans = _spans_by_count(imp, limit)
+    if spans is None:
+        spans = _spans_by_size(imp, limit)
+    Chunk.objects.bulk_create(
+        _chunk(imp, number, first, last, count)
+        for number, (first, last, count) in enumerate(spans, 1)
+    )
+    # The ID's history learns of every row sent, with the chunks, in one statement.
+    with connection.cursor() as cursor:
+        cursor.execute(_NOTE_SENT, [imp.pk])
+
+
+def _size_of(column: str) -> str:
+    """SQL for the bytes of a text column's UTF-8."""
+    return (
+        f"octet_length({column})"
+        if connection.vendor == "postgresql"
+        else f"length(CAST({column} AS BLOB))"
+    )
+
+
+def _spans_by_count(imp: Import, limit: int) -> list[tuple[int, int, int]] | None:
+    """(first row, last row, rows) of each chunk of `limit` valid rows, the database measuring
+    each chunk's bytes without handing its rows over; None as soon as one would be over
+    MAX_BODY_BYTES (the chunks are then cut by size). Below it, the same chunks as by size."""
+    span = (
+        f"SELECT MIN(row_number), MAX(row_number), COUNT(*),"
+        f" SUM({_size_of('custom_id')} + {_size_of('attributes')}) FROM ("
+        " SELECT row_number, custom_id, attributes FROM dashboard_importrow"
+        " WHERE import_run_id = %s AND NOT has_problems AND NOT superseded AND row_number > %s"
+        " ORDER BY row_number LIMIT %s) span"
+    )
+    spans: list[tuple[int, int, int]] = []
+    last = 0
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(span, [imp.pk, last, limit])
+            first, last, count, size = cursor.fetchone()
+            if not count:
+                return spans
+            if size + ITEM_OVERHEAD * count > MAX_BODY_BYTES:
+                return None
+            spans.append((first, last, count))
+
+
+def _spans_by_size(imp: Import, limit: int) -> list[tuple[int, int, int]]:
+    """(first row, last row, rows) of each chunk: at most `limit` valid rows, cut short of
+    MAX_BODY_BYTES."""
+    spans: list[tuple[int, int, int]] = []
     first = last = count = size = 0
     for row_number, stored_bytes in _item_sizes(imp):
-        item_bytes = stored_bytes + 48
+        item_bytes = stored_bytes + ITEM_OVERHEAD
         if count and (count >= limit or size + item_bytes > MAX_BODY_BYTES):
-            chunks.append(_chunk(imp, len(chunks) + 1, first, last, count))
+            spans.append((first, last, count))
             count = size = 0
         if not count:
             first = row_number
@@ -129,20 +179,16 @@ def _cut(imp: Import) -> None:
         count += 1
         size += item_bytes
     if count:
-        chunks.append(_chunk(imp, len(chunks) + 1, first, last, count))
-    Chunk.objects.bulk_create(chunks)
-    # The ID's history learns of every row sent, with the chunks, in one statement.
-    with connection.cursor() as cursor:
-        cursor.execute(_NOTE_SENT, [imp.pk])
+        spans.append((first, last, count))
+    return spans
 
 
 def _item_sizes(imp: Import) -> Iterator[tuple[int, int]]:
     """(row number, bytes of its ID and attributes) of each valid row, in file order: the
     database measures them, rather than handing every row's text over to be measured."""
-    of = "octet_length({})" if connection.vendor == "postgresql" else "length(CAST({} AS BLOB))"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT row_number, {of.format('custom_id')} + {of.format('attributes')}"
+            f"SELECT row_number, {_size_of('custom_id')} + {_size_of('attributes')}"
             " FROM dashboard_importrow"
             " WHERE import_run_id = %s AND NOT has_problems AND NOT superseded"
             " ORDER BY row_number",

@@ -165,6 +165,34 @@ def test_a_chunk_is_cut_short_of_the_body_limit_counted_in_bytes(
     assert imp.state == "applied" and len(_members(connection)) == 6
 
 
+def test_chunks_counted_in_the_database_are_those_cut_by_size(marketer, connection, vip, work):
+    """Under the body limit, chunks are cut by count, the database measuring their bytes: the
+    same chunks as the row-by-row cut by size, past bad and superseded rows."""
+    rows = [f"{i % 40:03d},{i}" for i in range(50)] + ["bad id ,1", "007,", "x" * 70 + ",3"]
+    imp = _validated(marketer, connection, work, rows)
+    for limit in (1, 3, 7, 10_000):
+        spans = submission._spans_by_count(imp, limit)
+        assert spans == submission._spans_by_size(imp, limit)
+        assert sum(count for _, _, count in spans) == imp.valid_rows == 41
+
+
+def test_a_chunk_over_the_body_limit_has_the_whole_import_cut_by_size(
+    marketer, connection, vip, work, monkeypatch
+):
+    long_id = "é" * 100
+    rows = [f"{i:02d},{i}" for i in range(4)] + [f"{long_id},1", "99,2"]
+    imp = _validated(marketer, connection, work, rows)
+    short = len(b"00") + len(b'{"age":0}') + submission.ITEM_OVERHEAD
+    monkeypatch.setattr(submission, "MAX_BODY_BYTES", 3 * short)
+    assert submission._spans_by_count(imp, 3) is None  # its second chunk would be over
+    submission.submit(imp)
+    submission._cut(imp)
+    assert [c.size for c in imp.chunks.all()] == [3, 1, 1, 1]
+    work()
+    imp.refresh_from_db()
+    assert imp.state == "applied" and len(_members(connection)) == 6
+
+
 def test_replace_sends_the_replace_first_then_adds(marketer, connection, vip, work):
     connection.client().update("vip", [{"action": "add", "id": "old"}])
     work()
