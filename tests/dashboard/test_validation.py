@@ -383,6 +383,29 @@ def test_a_repeated_id_whose_last_row_has_a_problem_is_not_sent(marketer, connec
     assert (imp.valid_rows, imp.problem_rows, imp.superseded_rows) == (0, 1, 1)
 
 
+@pytest.mark.parametrize(
+    "seen_bits,max_repeated",
+    [
+        (1 << 26, 200_000),  # as it runs: only the repeated IDs' rows are sorted
+        (8, 200_000),  # a filter of 8 bits: nearly every ID is flagged, wrongly
+        (1 << 26, 1),  # more repeated IDs than kept: every ID is looked at
+    ],
+)
+def test_superseded_rows_are_exact_whatever_the_filter_of_repeated_ids_flags(
+    marketer, connection, work, monkeypatch, seen_bits, max_repeated
+):
+    monkeypatch.setattr(imports._Tally, "SEEN_BITS", seen_bits)
+    monkeypatch.setattr(imports._Tally, "MAX_REPEATED", max_repeated)
+    ids = [f"{i:04d}" for i in range(300)] + ["0007", "0150", "é", "0007", "é", ""]
+    body = "user_id,age\n" + "".join(f"{cid},{n}\n" for n, cid in enumerate(ids))
+    imp = import_file(marketer, connection, work, body.encode())
+    assert (imp.total_rows, imp.superseded_rows, imp.problem_rows) == (306, 4, 1)
+    superseded = [r.row_number for r in rows_of(imp) if r.superseded]
+    assert superseded == [9, 152, 302, 304]  # 0007 twice, 0150 and é once each
+    kept = {r.custom_id: orjson.loads(r.attributes) for r in rows_of(imp) if not r.superseded}
+    assert kept["0007"] == {"age": 303} and kept["é"] == {"age": 304}
+
+
 def test_rows_without_an_id_are_never_counted_as_duplicates(marketer, connection, work):
     imp = import_file(marketer, connection, work, b"user_id,age\n,1\n,2\n")
     assert (imp.problem_rows, imp.superseded_rows) == (2, 0)
