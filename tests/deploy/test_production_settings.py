@@ -144,6 +144,19 @@ def test_gunicorn_serves_the_app_with_the_documented_config(tmp_path):
         server.wait(timeout=30)
 
 
+def test_the_wsgi_module_imports_every_route_before_the_first_request():
+    """A web process's first call of 10,000 IDs no longer pays for importing the views."""
+    code = (
+        "import sys, dashboard.wsgi; "
+        "print(all(m in sys.modules for m in ('audiences.api', 'dashboard.views')))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dashboard.settings"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "True", out.stderr
+
+
 def test_the_procfile_and_units_run_commands_that_exist():
     procfile = (DEPLOY / "Procfile").read_text()
     processes = dict(
