@@ -56,6 +56,14 @@ def test_the_pool_starts_its_processes_at_once_and_keeps_them_for_every_file(
     assert _outcome(first)[1:] == _outcome(second)[1:]
 
 
+def test_the_pools_processes_give_way_to_the_worker_that_stores_their_rows(pooled):
+    from dashboard import validation
+
+    here = os.getpriority(os.PRIO_PROCESS, 0)
+    for pid in _pids(pooled):
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, here + validation.POOL_NICENESS)
+
+
 def test_a_pool_process_that_died_is_replaced_and_the_file_is_validated_all_the_same(
     marketer, connection, work, pooled, settings
 ):
