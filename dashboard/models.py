@@ -184,6 +184,8 @@ class Import(models.Model):
     # Which validation run owns the rows being written (a restarted run takes over).
     validation_run = models.CharField(max_length=32, blank=True)
     validated_at = models.DateTimeField(null=True, blank=True)
+    # Cut into chunks, its rows not yet in the IDs' history (SentRow): submission.note_sent.
+    rows_to_note = models.BooleanField(default=False)
     submitted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -250,9 +252,10 @@ class ImportRow(models.Model):
 class SentRow(models.Model):
     """A row a submitted import sends: the index of an ID's history (which imports sent it).
 
-    Written once per import, when it is cut into chunks, in ID order: the index takes the whole
-    import in one pass, where noting rows chunk by chunk rewrote most of its pages for each
-    chunk. The row's chunk is the one whose range holds its row number.
+    Written once per import, in ID order, as soon as it is cut into chunks (while its first
+    calls go out): the index takes the whole import in one pass, where noting rows chunk by
+    chunk rewrote most of its pages for each chunk. The row's chunk is the one whose range
+    holds its row number.
     """
 
     id = RowId(primary_key=True)

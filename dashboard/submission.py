@@ -9,6 +9,7 @@ the same Idempotency-Key, so a call whose answer was lost can't apply twice.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Count, Min, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
@@ -113,7 +114,15 @@ def prepare(import_id: int) -> None:
     others = min(settings.IMPORT_SEND_WORKERS, Chunk.objects.filter(import_run=imp).count()) - 1
     for _ in range(others):
         _enqueue(send_chunks, imp.pk)
-    send(imp.pk)
+    # This worker's first call goes out while the IDs' history notes the rows beside it: the
+    # server reads and checks the call meanwhile, which needs no write lock.
+    first = _claim(imp)
+    noting = _note_beside(imp.pk)
+    try:
+        send(imp.pk, first=first)
+    finally:
+        if noting is not None:
+            noting.join()
 
 
 def _cut(imp: Import) -> None:
@@ -125,9 +134,7 @@ def _cut(imp: Import) -> None:
         _chunk(imp, number, first, last, count)
         for number, (first, last, count) in enumerate(spans, 1)
     )
-    # The ID's history learns of every row sent, with the chunks, in one statement.
-    with connection.cursor() as cursor:
-        cursor.execute(_NOTE_SENT, [imp.pk])
+    Import.objects.filter(pk=imp.pk).update(rows_to_note=True)
 
 
 def _size_of(column: str) -> str:
@@ -205,6 +212,39 @@ SELECT import_run_id, row_number, custom_id FROM dashboard_importrow
 WHERE import_run_id = %s AND NOT has_problems AND NOT superseded
 ORDER BY custom_id
 """
+
+
+def note_sent(import_id: int) -> None:
+    """The IDs' history learns of every row of a cut import, in one statement, once (the flag
+    the cut raised is lowered in the same transaction). Out of the cut's transaction, so that
+    the first calls need not wait for it: the worker that cut the import does it beside its
+    first call, and the sweep for a worker killed before."""
+    with transaction.atomic():
+        if Import.objects.filter(pk=import_id, rows_to_note=True).update(rows_to_note=False):
+            with connection.cursor() as cursor:
+                cursor.execute(_NOTE_SENT, [import_id])
+
+
+def _note_beside(import_id: int) -> threading.Thread | None:
+    """note_sent in a thread of its own (and a database connection of its own), started now;
+    done here at once inside a transaction, whose rows another connection could not see."""
+    if connection.in_atomic_block:
+        note_sent(import_id)
+        return None
+    thread = threading.Thread(target=_note_then_close, args=(import_id,), daemon=True)
+    thread.start()
+    return thread
+
+
+def _note_then_close(import_id: int) -> None:
+    try:
+        note_sent(import_id)
+    except Exception:
+        logger.exception(
+            "the rows of import %s were not noted; the sweep will note them", import_id
+        )
+    finally:
+        connections.close_all()  # this thread's
 
 
 def _chunk_rows(chunk: Chunk) -> Any:
@@ -290,15 +330,15 @@ def items_json(chunk: Chunk) -> orjson.Fragment:
     return orjson.Fragment(b"[" + b",".join(parts) + b"]")
 
 
-def send(import_id: int) -> None:
-    """Send the import's queued chunks, one call each, until none is left to send now."""
+def send(import_id: int, first: Chunk | None = None) -> None:
+    """Send the import's queued chunks (`first` already claimed), one call each, until none is
+    left to send now."""
     imp = Import.objects.select_related("connection").get(pk=import_id)
     client = imp.connection.client()
-    while True:
-        chunk = _claim(imp)
-        if chunk is None:
-            break
+    chunk = first or _claim(imp)
+    while chunk is not None:
         _send_one(imp, chunk, client)
+        chunk = _claim(imp)
     if not Chunk.objects.filter(import_run=imp, state__in=(Chunk.QUEUED, Chunk.SENDING)).exists():
         Import.objects.filter(pk=imp.pk).update(lease_until=None)
     _settle(imp.pk)
@@ -607,6 +647,8 @@ def sweep() -> int:
             done += 1
         else:
             _settle(pk)
+    for pk in Import.objects.filter(rows_to_note=True).values_list("pk", flat=True):
+        note_sent(pk)  # its worker was killed between the cut and the note
     done += poll_due()
     return done
 

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.utils import timezone
 
 from audiences.models import Member
@@ -131,12 +132,17 @@ def test_a_chunk_goes_out_as_exactly_its_items(marketer, connection, vip, work, 
     ) in sent
 
 
-def test_the_cut_notes_every_row_it_sends_for_the_ids_history(marketer, connection, vip, work):
+def test_every_row_sent_is_noted_for_the_ids_history_once(marketer, connection, vip, work):
     connection.chunk_size = 2
     connection.save()
     imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3", "bad id ,4", "a,5"])
     submission.submit(imp)
-    submission._cut(imp)  # one transaction with the chunks: a killed worker leaves neither
+    submission._cut(imp)  # the chunks, and a flag: rows to note
+    assert Import.objects.get(pk=imp.pk).rows_to_note
+    assert not SentRow.objects.filter(import_run=imp).exists()
+    submission.note_sent(imp.pk)
+    submission.note_sent(imp.pk)  # a second time (the sweep, beside the worker) does nothing
+    assert not Import.objects.get(pk=imp.pk).rows_to_note
     noted = sorted(SentRow.objects.filter(import_run=imp).values_list("custom_id", "row_number"))
     assert noted == [("a", 6), ("b", 3), ("c", 4)]  # neither the bad row nor the superseded one
     submission.send(imp.pk)
@@ -147,6 +153,51 @@ def test_the_cut_notes_every_row_it_sends_for_the_ids_history(marketer, connecti
     (entry,) = history.timeline(connection, "a")
     assert entry["chunk"].number == 2 and entry["attributes"] == {"age": 5}
     assert history.timeline(connection, "bad id ") == []
+
+
+def test_rows_left_unnoted_by_a_killed_worker_are_noted_by_the_sweep(
+    marketer, connection, vip, work
+):
+    imp = _validated(marketer, connection, work, ["a,1", "b,2"])
+    submission.submit(imp)
+    with transaction.atomic():  # prepare's transaction; the worker dies right after it
+        submission._cut(imp)
+    submission.sweep()
+    noted = sorted(SentRow.objects.filter(import_run=imp).values_list("custom_id", flat=True))
+    assert noted == ["a", "b"] and not Import.objects.get(pk=imp.pk).rows_to_note
+    work()
+    imp.refresh_from_db()
+    assert imp.state == "applied" and SentRow.objects.filter(import_run=imp).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_notes_the_rows_beside_its_first_call(marketer, connection, vip, work):
+    """Outside a transaction (as in a worker), the rows are noted by a thread of their own,
+    on a connection of its own, while the first call goes out."""
+    imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3"])
+    submission.submit(imp)
+    threads = []
+    start = submission.threading.Thread.start
+
+    def started(thread):  # type: ignore[no-untyped-def]
+        threads.append(thread)
+        start(thread)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(submission.threading.Thread, "start", started)
+        submission.prepare(imp.pk)
+    assert len(threads) == 1 and not threads[0].is_alive()  # prepare waited for it
+    assert SentRow.objects.filter(import_run=imp).count() == 3
+    assert not Import.objects.get(pk=imp.pk).rows_to_note
+    assert imp.chunks.get().state == "accepted"
+
+
+def test_the_worker_notes_the_rows_of_the_import_it_cut(marketer, connection, vip, work):
+    imp = _validated(marketer, connection, work, ["a,1", "b,2"])
+    submission.submit(imp)
+    submission.prepare(imp.pk)
+    assert SentRow.objects.filter(import_run=imp).count() == 2
+    assert not Import.objects.get(pk=imp.pk).rows_to_note
 
 
 def test_a_chunk_is_cut_short_of_the_body_limit_counted_in_bytes(
