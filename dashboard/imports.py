@@ -237,7 +237,7 @@ class _Tally:
             else:
                 seen[at] |= bit
         if len(repeated) > self.MAX_REPEATED:
-            self.repeated = None
+            self.repeated, self.seen = None, bytearray()  # the filter is of no more use
 
 
 _INSERT_ROW = (
