@@ -21,8 +21,10 @@ def run(interval: float, parent: int) -> None:
     import django
 
     django.setup()
+    from dashboard import processes
     from dashboard.management.commands.worker import run_lane_process
 
+    processes.freeze_startup_objects()
     run_lane_process("audiences", interval, parent)
 
 

@@ -1,8 +1,10 @@
-"""Starting the worker's child processes (the applies' process, the validation pool)."""
+"""Starting the worker's child processes (the applies' process, the validation pool), and what
+every long-running process of ours does once it has started."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import threading
 from collections.abc import Iterator
@@ -27,3 +29,15 @@ def signals_blocked(*signals: signal.Signals) -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def freeze_startup_objects() -> None:
+    """Leave the objects this process made as it started (modules, classes, URL routes: some
+    70,000) out of the garbage collector's full collections, for good; a process calls it once
+    it has started (the web server's, the worker's and its children).
+
+    A full collection looks at every object alive, and the work's own objects make it run: a
+    call of 10,000 items of 15 attributes each made one every other call in the web server,
+    which looked at all of Django's objects too, for a fifth of the call's time."""
+    gc.collect()
+    gc.freeze()

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from audiences import rules
-from dashboard import csvfiles
+from dashboard import csvfiles, processes
 from dashboard.mapping import attribute_key, converter, mapped_attributes
 
 PROBLEM_KINDS = {
@@ -221,6 +221,7 @@ def pool_start(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(POOL_NICENESS)
     threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+    processes.freeze_startup_objects()
 
 
 def _end_with(parent: int) -> None:

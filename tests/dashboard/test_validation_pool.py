@@ -64,6 +64,13 @@ def test_the_pools_processes_give_way_to_the_worker_that_stores_their_rows(poole
         assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, here + validation.POOL_NICENESS)
 
 
+def test_the_pools_processes_leave_the_objects_of_their_start_out_of_collections(pooled):
+    import gc
+
+    frozen = [pooled.submit(gc.get_freeze_count).result() for _ in range(4)]
+    assert all(n > 1_000 for n in frozen), frozen
+
+
 def test_a_pool_process_that_died_is_replaced_and_the_file_is_validated_all_the_same(
     marketer, connection, work, pooled, settings
 ):

@@ -274,3 +274,39 @@ def test_the_polls_wake_up_when_the_next_poll_is_due(db, monkeypatch, settings):
     with pytest.raises(_Stop):
         worker.Command()._sweep_forever(1000.0)
     assert sleeps[1:] == [0.03, worker.POLL_EVERY, worker.POLL_EVERY, worker.MIN_POLL_WAIT]
+
+
+class _Started(Exception):
+    """Stops a process's start once the point under test is passed."""
+
+
+def test_the_worker_and_its_applies_process_leave_the_objects_of_their_start_out_of_collections(
+    monkeypatch,
+):
+    from dashboard import applies_process, processes
+
+    events: list[str] = []
+
+    def frozen() -> None:
+        events.append("frozen")
+
+    def lane(*args: object) -> None:
+        events.append("lane")
+        raise _Started
+
+    monkeypatch.setattr(processes, "freeze_startup_objects", frozen)
+    monkeypatch.setattr(worker, "_keep_connections", lambda: events.append("work") or _raise())
+    with pytest.raises(_Started):
+        worker.Command().handle(sweep_every=10.0, interval=0.05, lanes=1)
+    assert events == ["frozen", "work"]  # before any thread starts
+
+    events.clear()
+    monkeypatch.setattr(applies_process, "_end_with", lambda parent: None)
+    monkeypatch.setattr(worker, "run_lane_process", lane)
+    with pytest.raises(_Started):
+        applies_process.run(0.05, 0)
+    assert events == ["frozen", "lane"]
+
+
+def _raise() -> None:
+    raise _Started

@@ -66,6 +66,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        processes.freeze_startup_objects()
         # Each thread (lane, sweeper) keeps its connection between polls; health checks (on
         # PostgreSQL) and the outage handling below replace one that broke.
         _keep_connections()
