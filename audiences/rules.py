@@ -347,36 +347,53 @@ def attribute_value(key: AttributeKey, value: Any) -> tuple[Any, str | None]:
     )
 
 
-def _valid_as_is(kind: str, value: Any) -> bool:
+def _plain_as_is(value: Any) -> bool:
     """True for the common valid values, which are stored as they are; anything else gets the
-    full check of attribute_value (which has the last word)."""
+    full check of attribute_value (which has the last word). One function per kind of key, so
+    that a row's keys are checked without asking each one's kind again."""
     cls = value.__class__
-    if kind == "plain":
-        return (
-            (cls is str and 0 < len(value) <= MAX_STRING)
-            or (cls is int and MIN_INT <= value <= MAX_INT)
-            or (cls is float and math.isfinite(value))
-            or (
-                cls is list
-                and 0 < len(value) <= MAX_ARRAY_ITEMS
-                and all(item.__class__ is str and 0 < len(item) <= MAX_STRING for item in value)
-            )
-        )
-    if cls is not str:
-        return False
-    if kind == "date":  # already YYYY-MM-DDTHH:MM:SSZ
-        return _SIMPLE_UTC_RE.fullmatch(value) is not None and _is_date_time(value)
-    # What url_problem accepts without urlsplit.
+    if cls is str:
+        return 0 < len(value) <= MAX_STRING
+    if cls is int:
+        return MIN_INT <= value <= MAX_INT
+    if cls is float:
+        return math.isfinite(value)
+    if cls is list:
+        if not 0 < len(value) <= MAX_ARRAY_ITEMS:
+            return False
+        for item in value:
+            if item.__class__ is not str or not 0 < len(item) <= MAX_STRING:
+                return False
+        return True
+    return False
+
+
+def _date_as_is(value: Any) -> bool:
+    """Already YYYY-MM-DDTHH:MM:SSZ."""
     return (
-        len(value) <= MAX_URL
+        value.__class__ is str
+        and _SIMPLE_UTC_RE.fullmatch(value) is not None
+        and _is_date_time(value)
+    )
+
+
+def _url_as_is(value: Any) -> bool:
+    """What url_problem accepts without urlsplit."""
+    return (
+        value.__class__ is str
+        and len(value) <= MAX_URL
         and _PLAIN_URL_RE.fullmatch(value) is not None
         and not _URL_BAD_CHAR_RE.search(value)
     )
 
 
+_AS_IS = {"plain": _plain_as_is, "date": _date_as_is, "url": _url_as_is}
+
+
 # The keys of an attributes object whose names were found valid (and distinct), with each
-# one's kind: a file's rows, and a call's items, carry the same few sets of keys over and over.
-_valid_keys: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+# one's check of a value stored as it is: a file's rows, and a call's items, carry the same few
+# sets of keys over and over.
+_valid_keys: dict[tuple[str, ...], tuple[tuple[str, Any], ...]] = {}
 
 
 def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str, Any] | None:
@@ -384,8 +401,8 @@ def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str
     if attributes.__class__ is dict:
         known = _valid_keys.get(tuple(attributes))
         if known is not None:
-            for key, kind in known:
-                if not _valid_as_is(kind, attributes[key]):
+            for key, as_is in known:
+                if not as_is(attributes[key]):
                     break
             else:
                 return attributes  # valid names, and every value stored as it is
@@ -409,7 +426,7 @@ def _check_attributes(attributes: Any, path: str, problems: Problems) -> dict[st
             f"{path}: has {len(attributes)} attributes, more than the 15 allowed",
         )
     bases: dict[str, str] = {}
-    kinds: list[tuple[str, str]] = []
+    checks: list[tuple[str, Any]] = []
     changed: dict[str, Any] = {}
     for key, value in attributes.items():
         parsed = _key_cache.get(key) or parse_attribute_key(key)
@@ -432,9 +449,9 @@ def _check_attributes(attributes: Any, path: str, problems: Problems) -> dict[st
             )
             continue
         bases[base] = key
-        kind = parsed.kind  # type: ignore[union-attr]
-        kinds.append((key, kind))
-        if _valid_as_is(kind, value):
+        as_is = _AS_IS[parsed.kind]  # type: ignore[union-attr]
+        checks.append((key, as_is))
+        if as_is(value):
             continue
         stored, why = attribute_value(parsed, value)  # type: ignore[arg-type]
         if why:
@@ -445,7 +462,7 @@ def _check_attributes(attributes: Any, path: str, problems: Problems) -> dict[st
         elif stored is not value:
             changed[key] = stored
     if names_ok and len(_valid_keys) < 1_000:
-        _valid_keys[tuple(attributes)] = tuple(kinds)
+        _valid_keys[tuple(attributes)] = tuple(checks)
     if not ok:
         return None
     if changed:
