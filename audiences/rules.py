@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -48,11 +51,14 @@ WHITE_SPACE = frozenset(
 )
 # Unicode category Cc: C0 controls, DEL and C1 controls.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_URL_BAD_CHAR_RE = re.compile(
-    "[\x00-\x20\x7f-\x9f\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-)
+_URL_BAD_CHARS = "\x00-\x20\x7f-\x9f\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_URL_BAD_CHAR_RE = re.compile(f"[{_URL_BAD_CHARS}]")
 # scheme://host[/path][?query][#fragment] with a plain host name or IPv4 address.
 _PLAIN_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.-]+(?:[/?#].*)?", re.DOTALL)
+# The same, and none of _URL_BAD_CHARS: one look at the value instead of two.
+_PLAIN_GOOD_URL_RE = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.-]+(?:[/?#][^" + _URL_BAD_CHARS + "]*)?"
+)
 
 
 class Problem(NamedTuple):
@@ -382,8 +388,7 @@ def _url_as_is(value: Any) -> bool:
     return (
         value.__class__ is str
         and len(value) <= MAX_URL
-        and _PLAIN_URL_RE.fullmatch(value) is not None
-        and not _URL_BAD_CHAR_RE.search(value)
+        and _PLAIN_GOOD_URL_RE.fullmatch(value) is not None
     )
 
 
@@ -394,6 +399,101 @@ _AS_IS = {"plain": _plain_as_is, "date": _date_as_is, "url": _url_as_is}
 # one's check of a value stored as it is: a file's rows, and a call's items, carry the same few
 # sets of keys over and over.
 _valid_keys: dict[tuple[str, ...], tuple[tuple[str, Any], ...]] = {}
+
+
+def value_checks(keys: Iterable[str]) -> tuple[Any, ...] | None:
+    """For attributes objects whose keys are some of these (valid names, distinct, at most 15):
+    each key's function that is True for a value check_attributes stores as it is, so that many
+    objects' values can be checked a key at a time (values_as_is). None when the keys
+    themselves break a rule (check_attributes says which)."""
+    keys = tuple(keys)
+    known = _valid_keys.get(keys)
+    if known is None:
+        if len(keys) > MAX_ATTRIBUTES:
+            return None
+        bases = set()
+        checks = []
+        for key in keys:
+            parsed = parse_attribute_key(key)
+            if parsed.__class__ is not AttributeKey or parsed.base in bases:  # type: ignore[union-attr]
+                return None
+            bases.add(parsed.base)  # type: ignore[union-attr]
+            checks.append((key, _AS_IS[parsed.kind]))  # type: ignore[union-attr]
+        known = tuple(checks)
+        if len(_valid_keys) < 1_000:
+            _valid_keys[keys] = known
+    return tuple(as_is for _, as_is in known)
+
+
+def values_as_is(as_is: Any, values: list[Any]) -> bool:
+    """all(map(as_is, values)) for one of value_checks' functions, looking at all the values at
+    once where they are all of one type (a key's values, over many objects, usually are)."""
+    if not values:
+        return True
+    if as_is is _plain_as_is:
+        kinds = set(map(type, values))
+        if len(kinds) == 1:
+            kind = kinds.pop()
+            if kind is str:
+                return min(map(len, values)) > 0 and max(map(len, values)) <= MAX_STRING
+            if kind is int:
+                return min(values) >= MIN_INT and max(values) <= MAX_INT
+            if kind is float:
+                return all(map(math.isfinite, values))
+            if kind is list:
+                lengths = set(map(len, values))
+                if 0 in lengths or max(lengths) > MAX_ARRAY_ITEMS:
+                    return False
+                items = list(chain.from_iterable(values))
+                return set(map(type, items)) == {str} and values_as_is(_plain_as_is, items)
+    elif as_is is _url_as_is and set(map(type, values)) == {str}:
+        return max(map(len, values)) <= MAX_URL and all(map(_PLAIN_GOOD_URL_RE.fullmatch, values))
+    elif as_is is _date_as_is and set(map(type, values)) == {str}:
+        if not all(map(_SIMPLE_UTC_RE.fullmatch, values)):
+            return False
+        try:
+            deque(map(datetime.fromisoformat, values), maxlen=0)
+        except ValueError:
+            return False
+        return True
+    return all(map(as_is, values))
+
+
+def attributes_as_is(objects: Iterable[dict[str, Any]]) -> bool:
+    """True when check_attributes takes every one of these attributes objects as it is (valid
+    names, every value stored as it is), looking at each key's values over all the objects at
+    once. False says nothing of which: check_attributes, one at a time, says that."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for attributes in objects:
+        keys = tuple(attributes)
+        group = groups.get(keys)
+        if group is None:
+            groups[keys] = [attributes]
+        else:
+            group.append(attributes)
+    checks: dict[str, Any] = {}
+    columns: dict[str, list[Any]] = {}
+    for keys, group in groups.items():
+        of_keys = value_checks(keys)
+        if of_keys is None:
+            return False
+        if not keys:
+            continue
+        if len(keys) == 1:
+            (key,) = keys
+            checks[key] = of_keys[0]
+            columns.setdefault(key, []).extend([attributes[key] for attributes in group])
+            continue
+        # The objects of one set of keys, each looked at once, their values sorted by key.
+        values_of_keys = zip(*map(itemgetter(*keys), group), strict=True)
+        for key, as_is, values in zip(keys, of_keys, values_of_keys, strict=True):
+            checks[key] = as_is
+            column = columns.get(key)
+            if column is None:
+                columns[key] = list(values)
+            else:
+                column.extend(values)
+    return all(values_as_is(checks[key], column) for key, column in columns.items())
 
 
 def check_attributes(attributes: Any, path: str, problems: Problems) -> dict[str, Any] | None:
@@ -589,12 +689,48 @@ def _check_ids(value: Any, replace: bool, problems: Problems) -> list[Item]:
             "split it into several calls",
         )
         return []
+    plain = _plain_items(value, replace)
+    if plain is not None:
+        return plain
     items = []
     for i, raw in enumerate(value):
         item = _check_item(raw, i, replace, problems)
         if item is not None:
             items.append(item)
     return items
+
+
+def _plain_items(value: list[Any], replace: bool) -> list[Item] | None:
+    """The items of a call whose items all have the common shapes of _check_item's first lines,
+    their attributes checked a key at a time (attributes_as_is) rather than an item at a time;
+    None when one does not, or when one's attributes are not stored as they are: _check_item
+    then looks at each item, and finds what is wrong."""
+    items = []
+    objects = []
+    match = _PLAIN_ID_RE.fullmatch
+    for raw in value:
+        if raw.__class__ is not dict:
+            return None
+        custom_id = raw.get("id")
+        if custom_id.__class__ is not str or len(custom_id) > MAX_ID_LENGTH or not match(custom_id):
+            return None
+        size = len(raw)
+        action = "add" if replace else raw.get("action")
+        if action == "add":
+            given = size - (1 if replace else 2)  # keys besides id (and action)
+            if given == 0:
+                items.append(Item("add", custom_id, {}))
+                continue
+            attributes = raw.get("attributes")
+            if given != 1 or attributes.__class__ is not dict:
+                return None
+            items.append(Item("add", custom_id, attributes))
+            objects.append(attributes)
+        elif action == "remove" and size == 2:
+            items.append(Item("remove", custom_id, None))
+        else:
+            return None
+    return items if attributes_as_is(objects) else None
 
 
 def _validate(

@@ -706,3 +706,85 @@ def test_it_keeps_the_last_item_of_each_id_in_the_order_of_those_last_items():
         rules.Item("add", "c", {}),
         rules.Item("add", "b", {"n": 2}),
     ]
+
+
+# --- Many items at once -------------------------------------------------------------------------
+
+
+def test_a_valid_call_is_checked_a_key_at_a_time_not_an_item_at_a_time(monkeypatch):
+    looked_at = []
+    one_at_a_time = rules._check_item
+    monkeypatch.setattr(
+        rules, "_check_item", lambda *args: looked_at.append(args[1]) or one_at_a_time(*args)
+    )
+    ids = [
+        {
+            "action": "add",
+            "id": f"u{i}",
+            "attributes": {"age": i, "date(seen)": "2024-05-01T10:00:00Z"},
+        }
+        for i in range(50)
+    ] + [{"action": "remove", "id": "gone"}, {"action": "add", "id": "bare"}]
+    body, problems = update(ids)
+    assert problems == [] and looked_at == []
+    assert [(item.action, item.id) for item in body.ids][-2:] == [
+        ("remove", "gone"),
+        ("add", "bare"),
+    ]
+    assert body.ids[7].attributes is ids[7]["attributes"]  # stored as it came
+
+    # One value the rules refuse (or would change): every item is looked at, and it is named.
+    ids[30]["attributes"] = {"age": 2**63, "date(seen)": "2024-05-01T10:00:00Z"}
+    ids[31]["attributes"] = {"age": 1, "date(seen)": "2024-05-01T12:00:00+02:00"}
+    body, problems = update(ids)
+    assert len(looked_at) == len(ids)
+    assert [(p.path, p.code) for p in problems] == [
+        ("ids[30].attributes.age", "INVALID_ATTRIBUTE_VALUE")
+    ]
+    looked_at.clear()
+    del ids[30]
+    body, problems = update(ids)
+    assert problems == [] and len(looked_at) == len(ids)
+    assert body.ids[30].attributes == {"age": 1, "date(seen)": "2024-05-01T10:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("key", "values", "as_is"),
+    [
+        ("name", ["a", "b" * 300], True),
+        ("name", ["a", ""], False),
+        ("name", ["a", "b" * 301], False),
+        ("age", [1, 2**63 - 1, -(2**63)], True),
+        ("age", [1, 2**63], False),
+        ("age", [1, True], False),
+        ("score", [1.5, -0.0], True),
+        ("score", [1.5, math.inf], False),
+        ("tags", [["a"], ["b"] * 25], True),
+        ("tags", [["a"], []], False),
+        ("tags", [["a"], ["b"] * 26], False),
+        ("tags", [["a"], ["b", 1]], False),
+        ("tags", [["a"], ["b", ""]], False),
+        ("mixed", [1, "a", 2.5, ["x"]], True),
+        ("date(d)", ["2024-05-01T10:00:00Z", "2024-02-29T23:59:59Z"], True),
+        ("date(d)", ["2024-05-01T10:00:00Z", "2023-02-29T10:00:00Z"], False),
+        ("date(d)", ["2024-05-01T10:00:00Z", "2024-05-01T12:00:00+02:00"], False),
+        ("date(d)", ["2024-05-01T10:00:00Z", 1], False),
+        ("url(u)", ["https://a.example/x?q=1", "http://b"], True),
+        ("url(u)", ["https://a.example/x", "https://a.example/ x"], False),
+        ("url(u)", ["https://a.example/x", "https://a.example/" + "x" * 2030], True),
+        ("url(u)", ["https://a.example/x", "https://a.example/" + "x" * 2031], False),
+        ("url(u)", ["https://a.example/x", None], False),
+    ],
+)
+def test_a_keys_values_are_checked_at_once_as_one_at_a_time(key, values, as_is):
+    (check,) = rules.value_checks([key])
+    assert rules.values_as_is(check, values) is as_is
+    assert all(map(check, values)) is as_is
+    assert rules.attributes_as_is([{key: value} for value in values]) is as_is
+
+
+def test_keys_that_break_a_rule_have_no_checks():
+    assert rules.value_checks(["age", "date(age)"]) is None
+    assert rules.value_checks(["Age"]) is None
+    assert rules.value_checks([f"a{i}" for i in range(16)]) is None
+    assert len(rules.value_checks([f"a{i}" for i in range(15)])) == 15
