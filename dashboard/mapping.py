@@ -58,9 +58,17 @@ def to_date(cell: str) -> str | None:
     return None
 
 
+def _whole(cell: str) -> int:
+    """A whole number's cell as an int. Python refuses to convert 4,300 digits or more: past 40,
+    every number is out of the rules' range anyway, and one just past 64 bits stands for it."""
+    if len(cell) > 40:
+        return -(2**64) if cell.startswith("-") else 2**64
+    return int(cell)
+
+
 def _number(cell: str) -> tuple[Any, str | None]:
     if _INT_RE.fullmatch(cell):
-        return int(cell), None
+        return _whole(cell), None
     return None, "is not a whole number"
 
 
@@ -96,6 +104,63 @@ def converter(kind: str, separator: str = "|") -> Any:
 
         return _array
     raise ValueError(f"unknown type {kind!r}")
+
+
+class _NotOfTheType:
+    """Stands for a cell that is not of its column's type (convert says why)."""
+
+
+NOT_OF_THE_TYPE: Any = _NotOfTheType()
+
+
+def column_converter(kind: str, separator: str = "|") -> Any:
+    """The function turning a column of stripped cells into their values at once: the values
+    of converter() (a cell's own value for text and URLs), with None for an empty cell or a list
+    of no items, and NOT_OF_THE_TYPE for a cell that is not of the type. The same values as
+    converter() gives cell by cell (a file's rows are converted a block at a time)."""
+    if kind == "string" or kind == "url":
+        return _column_as_is
+    if kind == "number":
+        return _number_column
+    if kind == "float":
+        return _float_column
+    if kind == "date":
+        return _date_column
+    if kind == "array":
+        one = converter("array", separator)
+        # Items with no white space, none empty: splitting is all the converter does to them.
+        plain = re.compile(r"[^\s{0}]+(?:{0}[^\s{0}]+)*".format(re.escape(separator))).fullmatch
+
+        def _array_column(cells: list[str]) -> list[Any]:
+            return [
+                (cell.split(separator) if plain(cell) else one(cell)[0] or None) if cell else None
+                for cell in cells
+            ]
+
+        return _array_column
+    raise ValueError(f"unknown type {kind!r}")
+
+
+def _column_as_is(cells: list[str]) -> list[Any]:
+    return [cell or None for cell in cells]
+
+
+def _number_column(cells: list[str]) -> list[Any]:
+    bad, match = NOT_OF_THE_TYPE, _INT_RE.fullmatch
+    return [
+        ((int(cell) if len(cell) <= 40 else _whole(cell)) if match(cell) else bad) if cell else None
+        for cell in cells
+    ]
+
+
+def _float_column(cells: list[str]) -> list[Any]:
+    bad, match = NOT_OF_THE_TYPE, _FLOAT_RE.fullmatch
+    return [(float(cell) if match(cell) else bad) if cell else None for cell in cells]
+
+
+def _date_column(cells: list[str]) -> list[Any]:
+    bad = NOT_OF_THE_TYPE
+    return [(to_date(cell) or bad) if cell else None for cell in cells]
 
 
 def convert(cell: str, kind: str, separator: str = "|") -> tuple[Any, str | None]:

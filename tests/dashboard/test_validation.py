@@ -7,7 +7,7 @@ import tracemalloc
 import orjson
 import pytest
 
-from dashboard import csvfiles, imports
+from dashboard import csvfiles, imports, validation
 from dashboard.models import Import
 from dashboard.validation import PROBLEM_KINDS, RowProblem, RowValidator
 from tests.dashboard.helpers import import_file, mapping_data, problems_of, rows_of, upload
@@ -571,3 +571,50 @@ def test_a_row_the_pool_finds_not_utf8_is_named_before_damage_read_after_it(
     )
     assert imp.state == "failed"
     assert f"Row {bad + 1}: the file is not UTF-8 from here on (byte 0xE9" in imp.error
+
+
+def test_a_whole_number_of_thousands_of_digits_is_out_of_range_not_a_crash():
+    problem = only_problem(validator()(row_with(age="9" * 5000)))
+    assert (problem.column, problem.code) == ("age", "INVALID_ATTRIBUTE_VALUE")
+    assert "outside the 64-bit integer range" in problem.message
+    rows, problems = validation.validate_records(
+        validator(), 1, [(2, row_with(age="-" + "9" * 5000)), (3, GOOD)]
+    )
+    assert [p[2:5:2] for p in problems] == [("age", "INVALID_ATTRIBUTE_VALUE")]
+    assert [r[5] for r in rows] == [True, False]
+
+
+def test_a_block_of_rows_is_checked_a_column_at_a_time(monkeypatch):
+    by_row = []
+    one_row = validation._by_row
+    monkeypatch.setattr(
+        validation,
+        "_by_row",
+        lambda v, i, number, *rest: by_row.append(number) or one_row(v, i, number, *rest),
+    )
+    records = [(n, row_with(user_id=f"{n:04d}")) for n in range(2, 40)]
+    records[5] = (7, row_with(user_id="0007", age="x"))  # goes row by row, with its problem
+    records[9] = (11, row_with(user_id="0011")[:-1])  # one cell short: row by row
+    records[12] = (14, row_with(user_id="0014", tags="", name=" "))  # empty cells: no value
+    rows, problems = validation.validate_records(validator(), 1, records)
+    assert by_row == [7, 11]
+    assert [(p[1], p[4]) for p in problems] == [
+        (7, "INVALID_ATTRIBUTE_VALUE"),
+        (11, "WRONG_CELL_COUNT"),
+    ]
+    assert [r[1] for r in rows] == [n for n, _ in records]
+    assert orjson.loads(rows[12][4]) == {
+        "age": 42,
+        "score": 1.5,
+        "date(signup)": "2024-05-01T00:00:00Z",
+        "url(site)": "https://example.com/a",
+    }
+    assert rows[0] == (
+        1,
+        2,
+        "0002",
+        "add",
+        validator()(records[0][1]).attributes.decode(),
+        False,
+        False,
+    )
