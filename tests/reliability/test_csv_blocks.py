@@ -172,3 +172,43 @@ def test_a_damaged_gzip_stream_names_the_first_row_it_could_not_read() -> None:
     assert str(caught.value).startswith(f"Row {seen + 1}: the compressed file is damaged")
     # Every record that could be read was (give or take the last read's few kilobytes).
     assert whole_records - 1_000 <= seen <= whole_records
+
+
+@FUZZ
+@given(
+    text=st.one_of(CSVISH, CSVISH.map(lambda t: t.replace("\r", ""))),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+    first=st.integers(1, 50),
+)
+def test_a_block_parses_as_csv_reader_reads_it(text: str, delimiter: str, first: int) -> None:
+    # Most blocks' records are their lines, split without csv.reader where they hold no quote.
+    data = text.encode()
+    try:
+        expected = [(number + first - 1, row) for number, row in reference(data, delimiter)]
+    except csv.Error:
+        with pytest.raises(csvfiles.FileProblem):
+            csvfiles.parse_block(data, delimiter, first)
+        return
+    assert csvfiles.parse_block(data, delimiter, first) == expected
+
+
+def test_lines_without_quotes_are_split_not_read_by_csv_reader(monkeypatch) -> None:
+    read = []
+    reader = csv.reader
+    monkeypatch.setattr(
+        csvfiles.csv, "reader", lambda lines, **kw: read.append(lines) or reader(lines, **kw)
+    )
+    data = 'id,name\n1,Ana\n\n2,"Zoë, ""Z"""\n3,é;x\n'.encode()
+    assert csvfiles.parse_block(data, ",", 1) == [
+        (1, ["id", "name"]),
+        (2, ["1", "Ana"]),
+        (4, ["2", 'Zoë, "Z"']),
+        (5, ["3", "é;x"]),
+    ]
+    assert read == [['2,"Zoë, ""Z"""']]  # only the line with a quote
+    read.clear()
+    csvfiles.parse_block(b'1,"a\nb"\n2,c\r\n', ",", 1)  # a quoted line break, a carriage return
+    assert len(read) == 1 and not isinstance(read[0], list)  # the whole block, as before
+    # Bad bytes are still found, and named by their row.
+    with pytest.raises(csvfiles.FileProblem, match="Row 3: the file is not UTF-8"):
+        csvfiles.parse_block(b"1,a\n2,b\n3,\xff\n", ",", 1)
