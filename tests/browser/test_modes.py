@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from playwright.sync_api import expect
 
+from audiences import rules
 from audiences.operations import apply_all_pending
 from tests.browser.helpers import settled
 
@@ -139,7 +140,9 @@ def test_each_mode_with_each_input_leaves_the_audience_as_the_mode_means(
         expect(page.locator("table.mapping select")).to_have_count(0)
     elif source == "csv":
         expect(page.get_by_label("Type of plan", exact=True)).to_have_value("string")
-        expect(page.locator("#attribute-count")).to_have_text("1 of 15 attributes")
+        expect(page.locator("#attribute-count")).to_have_text(
+            f"1 of {rules.MAX_ATTRIBUTES} attributes"
+        )
     settled(page)
 
     with workers():
