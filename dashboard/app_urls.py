@@ -29,6 +29,12 @@ urlpatterns = [
     path("imports/<int:pk>/state", views.import_state, name="import-state"),
     path("imports/<int:pk>/format", views.import_format, name="import-format"),
     path("imports/<int:pk>/mapping", views.import_mapping, name="import-mapping"),
+    path(
+        "imports/<int:pk>/mapping/count",
+        views.import_mapping_count,
+        name="import-mapping-count",
+    ),
+    path("imports/<int:pk>/remap", views.import_remap, name="import-remap"),
     path("imports/<int:pk>/cancel", views.import_cancel, name="import-cancel"),
     path("imports/<int:pk>/submit", views.import_submit, name="import-submit"),
     path("imports/<int:pk>/retry", views.import_retry, name="import-retry"),

@@ -31,6 +31,7 @@ ACTIONS = {
     "sign_in_failed": "Failed sign-in",
     "import.created": "Import created",
     "import.validated": "Import validated",
+    "import.remapped": "Import's mapping reopened",
     "import.submitted": "Import submitted",
     "import.cancelled": "Import cancelled",
     "import.retried": "Failed chunks retried",

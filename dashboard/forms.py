@@ -137,7 +137,10 @@ class FormatForm(forms.Form):
 
 
 class MappingForm(forms.Form):
-    """The ID column, the action column, and a name and type for every other column."""
+    """The ID column, the action column, and a name and type for every other column.
+
+    Removing IDs sends no attributes: that mode's form has the ID column only.
+    """
 
     def __init__(self, *args: Any, imp: Import, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -160,6 +163,8 @@ class MappingForm(forms.Form):
             )
         by_column = {int(a["column"]): a for a in current.get("attributes", [])}
         self.attribute_rows = []
+        if imp.mode == "remove":
+            return
         for i, header in enumerate(imp.columns):
             proposal = by_column.get(
                 i,
@@ -178,8 +183,10 @@ class MappingForm(forms.Form):
                 initial=proposal["name"],
                 label=f"Attribute name for {header}",
             )
+            # Only a list's cells are split: a missing separator means the default.
             self.fields[f"separator_{i}"] = forms.ChoiceField(
                 choices=[(s, s) for s in mapping.ARRAY_SEPARATORS],
+                required=False,
                 initial=proposal.get("separator", "|"),
                 label=f"List separator for {header}",
             )
@@ -193,12 +200,37 @@ class MappingForm(forms.Form):
                 "index": i,
                 "header": header,
                 "samples": [r[i] for r in samples if i < len(r)],
-                "type": self[f"type_{i}"],
-                "name": self[f"name_{i}"],
-                "separator": self[f"separator_{i}"],
+                "fields": [self[f"{f}_{i}"] for f in ("type", "name", "separator")],
             }
             for i, header in self.attribute_rows
         ]
+
+    def _value(self, name: str) -> str:
+        """A field's value as chosen on the page (bound) or as proposed (unbound)."""
+        field = self[name]
+        value = field.value()
+        return "" if value is None else str(value)
+
+    def chosen_attributes(self) -> list[str]:
+        """The headers of the columns sent as attributes, as the page now stands: every typed
+        column but the ID and action columns (readable before the form is valid, for the count)."""
+        skip = {self._value("id_column")}
+        if "action_column" in self.fields:
+            skip.add(self._value("action_column"))
+        return [
+            header
+            for i, header in self.attribute_rows
+            if str(i) not in skip and self._value(f"type_{i}") != "ignore"
+        ]
+
+    def attribute_count(self) -> dict[str, Any]:
+        """For the counter beside the table: how many attributes, of how many allowed."""
+        chosen = self.chosen_attributes()
+        return {
+            "count": len(chosen),
+            "limit": rules.MAX_ATTRIBUTES,
+            "over": max(0, len(chosen) - rules.MAX_ATTRIBUTES),
+        }
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -215,10 +247,12 @@ class MappingForm(forms.Form):
         skip = {id_column, action_column}
         seen: dict[str, str] = {}
         attributes = []
+        typed = []
         for i, header in self.attribute_rows:
             kind = data.get(f"type_{i}")
-            if str(i) in skip or kind == "ignore" or self.imp.mode == "remove":
+            if str(i) in skip or kind in (None, "ignore"):
                 continue
+            typed.append(header)
             name = (data.get(f"name_{i}") or "").strip()
             why = rules.attribute_name_problem(name)
             if why:
@@ -238,6 +272,15 @@ class MappingForm(forms.Form):
                     "separator": data.get(f"separator_{i}") or "|",
                 }
             )
+        if len(typed) > rules.MAX_ATTRIBUTES:
+            # Every row would carry too many: refused here rather than on each row.
+            over = typed[rules.MAX_ATTRIBUTES :]
+            self.add_error(
+                None,
+                f"{len(typed)} columns are mapped to attributes, more than the "
+                f"{rules.MAX_ATTRIBUTES} an ID can carry: set {len(over)} of them to "
+                f"“Ignore this column” (for example {_and_list(over)}).",
+            )
         data["mapping"] = {
             "id": int(id_column),
             "action": int(action_column)
@@ -246,6 +289,10 @@ class MappingForm(forms.Form):
             "attributes": attributes,
         }
         return data
+
+
+def _and_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 class LookupForm(forms.Form):

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from dashboard import audit, csvfiles, mapping, validation
 from dashboard import processes as processes_
-from dashboard.models import Connection, Import, ImportProblem, ImportRow
+from dashboard.models import Connection, Import
 from dashboard.validation import RowValidator
 
 logger = logging.getLogger(__name__)
@@ -421,8 +421,7 @@ def _run_validation(import_id: int, *, last_try: bool) -> None:
     if not claimed:
         return
     imp = Import.objects.get(pk=import_id)
-    ImportRow.objects.filter(import_run_id=imp.pk).delete()
-    ImportProblem.objects.filter(import_run_id=imp.pk).delete()
+    imp.delete_validated_rows()
     rows: list[tuple[Any, ...]] = []
     problems: list[tuple[Any, ...]] = []
     tally = _Tally()

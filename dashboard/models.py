@@ -216,6 +216,75 @@ class Import(models.Model):
     def is_ready_to_target(self) -> bool:
         return self.state == self.APPLIED
 
+    # Before submission, a validated import (or one whose validation failed) may go back to
+    # its mapping: nothing was sent, and validating again rebuilds every row.
+    REMAPPABLE = (VALIDATED, FAILED)
+    MAPPED_SOURCES = ("file", "paste")  # a single fix or an undo has no mapping to change
+    # What a validation run leaves on the import, as it was before the first run.
+    VALIDATION_RESULTS: dict[str, Any] = {
+        "progress_bytes": 0,
+        "rows_read": 0,
+        "total_rows": 0,
+        "valid_rows": 0,
+        "problem_rows": 0,
+        "superseded_rows": 0,
+        "add_count": 0,
+        "remove_count": 0,
+        "error": "",
+        "lease_until": None,
+        "validation_run": "",
+        "validated_at": None,
+    }
+
+    @property
+    def can_reopen_mapping(self) -> bool:
+        """Whether reopen_mapping() would take it back (as far as this instance knows)."""
+        return (
+            self.state in self.REMAPPABLE
+            and self.submitted_at is None
+            and self.source in self.MAPPED_SOURCES
+            and not self.chunks.exists()
+        )
+
+    def delete_validated_rows(self) -> None:
+        ImportRow.objects.filter(import_run_id=self.pk).delete()
+        ImportProblem.objects.filter(import_run_id=self.pk).delete()
+
+    def reopen_mapping(self, *, request: Any = None, user: Any = None) -> bool:
+        """Back to the mapping step, every choice kept and the validation's results cleared.
+
+        Only before submission (no chunk, never submitted) and only from REMAPPABLE states: a
+        conditional update, so that a submit or another reopen at the same moment wins or loses
+        whole. False when the import was not in such a state.
+        """
+        from dashboard import audit
+
+        was = self.state
+        with transaction.atomic():
+            reopened = (
+                Import.objects.filter(
+                    pk=self.pk,
+                    state__in=self.REMAPPABLE,
+                    submitted_at__isnull=True,
+                    source__in=self.MAPPED_SOURCES,
+                )
+                .exclude(chunks__isnull=False)
+                .update(state=self.MAPPED, **self.VALIDATION_RESULTS)
+            )
+            if not reopened:
+                return False
+            self.delete_validated_rows()
+            audit.record(
+                "import.remapped",
+                request=request,
+                user=user,
+                target=self,
+                audience=self.audience_name,
+                details={"was": was, "rows": self.total_rows, "valid": self.valid_rows},
+            )
+        self.refresh_from_db()
+        return True
+
     def earlier_submissions(self) -> models.QuerySet[Import]:
         """Imports of the same file (SHA-256) already submitted to the same audience."""
         return Import.objects.filter(

@@ -406,6 +406,7 @@ def _detail_context(imp: Import, user: Any) -> dict[str, Any]:
         "kinds": PROBLEM_KINDS,
         "can_write": roles.can_manage_audiences(user),
         "can_download": roles.can_download_import(user, imp),
+        "can_remap": imp.can_reopen_mapping,
     }
     if imp.state in (Import.UPLOADED, Import.MAPPED):
         context["mapping_form"] = MappingForm(imp=imp)
@@ -521,6 +522,30 @@ def import_mapping(request: HttpRequest, pk: int) -> HttpResponse:
     imp.state = Import.MAPPED
     imp.save(update_fields=["mapping", "state", "updated"])
     imports.start_validation(imp)
+    return redirect(imp)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_POST
+def import_mapping_count(request: HttpRequest, pk: int) -> HttpResponse:
+    """As-you-choose count of the attributes the mapping form would send (htmx)."""
+    imp = _get_import_for_user(request, pk, write=True)
+    form = MappingForm(request.POST, imp=imp)
+    return render(
+        request, "dashboard/import_detail.html#attribute-count", {"mapping_form": form, "imp": imp}
+    )
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_POST
+def import_remap(request: HttpRequest, pk: int) -> HttpResponse:
+    imp = _get_import_for_user(request, pk, write=True)
+    if imp.reopen_mapping(request=request):
+        messages.success(
+            request, "Change the mapping below, then validate again: the file is read once more."
+        )
+    else:
+        messages.error(request, f"This import is {imp.state}: its mapping can't change any more.")
     return redirect(imp)
 
 

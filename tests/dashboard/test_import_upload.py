@@ -363,7 +363,10 @@ def test_every_row_invalid_says_there_is_nothing_to_send(marketer, connection, w
     assert imp.state == Import.VALIDATED
     assert (imp.total_rows, imp.valid_rows, imp.problem_rows) == (3, 0, 3)
     page = validated_page(marketer, imp)
-    assert "No row is valid: there is nothing to send. Fix the file and start again." in page
+    assert (
+        "No row is valid: there is nothing to send. Change the mapping, or fix the file and "
+        "start again." in page
+    )
     assert "Submit" not in page
 
 

@@ -38,6 +38,8 @@ PAGES = {
     "import-state": ("GET", READERS),
     "import-format": ("POST", MARKETERS),
     "import-mapping": ("POST", MARKETERS),
+    "import-mapping-count": ("POST", MARKETERS),
+    "import-remap": ("POST", MARKETERS),
     "import-cancel": ("POST", MARKETERS),
     "import-submit": ("POST", MARKETERS),
     "import-retry": ("POST", MARKETERS),
