@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dashboard import history, roles
+from dashboard import fixes, history, roles
 from dashboard.client import ClientError
 from dashboard.forms import FixForm, LookupForm
 from dashboard.models import Connection
@@ -66,28 +66,37 @@ def support_fix(request: HttpRequest) -> HttpResponse:
             current = conn.client(max_attempts=2).member(audience, custom_id)
         except ClientError:
             current = None  # no extension, or the audience is gone: the form still works
-    initial = {
-        "audience": audience,
-        "action": "edit" if current else "add",
-        "attributes": orjson.dumps(current["attributes"], option=orjson.OPT_INDENT_2).decode()
-        if current
-        else "{}",
-    }
-    form = FixForm(request.POST or None, initial=initial)
+    held = current["attributes"] if current else {}
+    initial = {"audience": audience, "action": "edit" if current else "add"}
+    form = FixForm(request.POST or None, current=held, initial=initial)
+    preview = None
     if request.method == "POST" and form.is_valid():
-        action = "remove" if form.cleaned_data["action"] == "remove" else "add"
-        fix = history.create_fix(
-            connection=conn,
-            audience=form.cleaned_data["audience"],
-            custom_id=custom_id,
-            action=action,
-            attributes=form.cleaned_data.get("parsed_attributes"),
-            reason=form.cleaned_data["reason"],
-            user=request.user,
-            request=request,
-        )
-        messages.success(request, f"Fix sent for {custom_id}: its state shows below.")
-        return redirect(fix)
+        data = form.cleaned_data
+        action = "remove" if data["action"] == "remove" else "add"
+        attributes = data.get("parsed_attributes")
+        changes = data["type_changes"]
+        fingerprint = fixes.fingerprint(data["audience"], action, attributes)
+        preview = {"attributes": attributes, "changes": changes, "fingerprint": fingerprint}
+        preview["confirmed"] = data["step"] == "apply" and data["confirm_types"]
+        # Applied only as previewed, and with any type change confirmed; else previewed again.
+        if data["step"] == "apply" and data["previewed"] != fingerprint:
+            preview["note"] = "The fix changed since its preview: check it again, then apply it."
+            preview["confirmed"] = False
+        elif data["step"] == "apply" and changes and not data["confirm_types"]:
+            preview["confirm_error"] = "Tick this box to confirm the type changes, or undo them."
+        elif data["step"] == "apply":
+            fix = history.create_fix(
+                connection=conn,
+                audience=data["audience"],
+                custom_id=custom_id,
+                action=action,
+                attributes=attributes,
+                reason=data["reason"],
+                user=request.user,
+                request=request,
+            )
+            messages.success(request, f"Fix sent for {custom_id}: its state shows below.")
+            return redirect(fix)
     warnings = history.in_flight_with(conn, audience, custom_id) if audience else []
     return render(
         request,
@@ -99,6 +108,10 @@ def support_fix(request: HttpRequest) -> HttpResponse:
             "current": current,
             "audience": audience,
             "warnings": warnings,
+            "preview": preview,
+            "preview_json": orjson.dumps(preview["attributes"], option=orjson.OPT_INDENT_2).decode()
+            if preview and preview["attributes"] is not None
+            else "",
         },
     )
 
