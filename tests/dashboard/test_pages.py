@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import orjson
 import pytest
 from django.urls import get_resolver
 
-from tests.dashboard.helpers import text_of
+from tests.dashboard.helpers import import_file, text_of
 
 POST_ONLY = [
     ("/imports/12/undo", "/imports/12/", "import 12"),
@@ -70,3 +73,34 @@ def test_the_favicon_is_served_at_its_usual_address(client):
     icon = client.get(r["Location"])
     assert icon.status_code == 200
     assert b"<svg" in b"".join(icon.streaming_content)
+
+
+def crumbs_of(response) -> str:
+    """The breadcrumb's HTML, checked to be a labelled nav that ends with the page itself."""
+    page = response.content.decode()
+    found = re.search(r'<nav class="crumbs" aria-label="Breadcrumb">(.*?)</nav>', page, re.S)
+    assert found, "no breadcrumb"
+    crumbs = found.group(1)
+    assert re.search(r'› <span aria-current="page">[^<]+</span>$', crumbs), crumbs
+    return re.sub(r"<[^>]+>", "", crumbs)
+
+
+def test_every_breadcrumb_ends_with_the_page_itself(admin, connection, work):
+    connection.client().create("vip")
+    work()
+    imp = import_file(admin, connection, work, b"id,age\n1,2\n3,x\n")
+    pages = {
+        "/imports/new": "Imports › New import",
+        f"/imports/{imp.pk}/": f"Imports › Import {imp.pk}",
+        f"/imports/{imp.pk}/problems": f"Imports › Import {imp.pk} › Problems",
+        f"/connections/{connection.pk}/": f"Connections › {connection.name}",
+        "/connections/new": "Connections › New connection",
+        f"/audiences/{connection.pk}/vip/": f"Audiences of {connection.name} › vip",
+        f"/audiences/new?connection={connection.pk}": f"Audiences of {connection.name} › New audience",
+        f"/audiences/{connection.pk}/vip/remove": "Audiences › vip › Remove",
+        f"/support/fix?id=0130&connection={connection.pk}": "0130 › Fix",
+    }
+    for url, expected in pages.items():
+        r = admin.get(url)
+        assert r.status_code == 200, url
+        assert html.unescape(crumbs_of(r)) == expected, url
