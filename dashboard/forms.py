@@ -97,6 +97,17 @@ class RemoveAudienceForm(forms.Form):
         return self.cleaned_data["confirm"]
 
 
+class _PasteInput(forms.Textarea):
+    """The paste box, which never sends a refused oversized paste back into the page (megabytes
+    of HTML, for a text the user has anyway): the error above it says its size instead."""
+
+    def format_value(self, value: Any) -> str | None:
+        text = super().format_value(value)
+        if text and len(text.encode("utf-8", "surrogatepass")) > settings.IMPORT_MAX_PASTE_BYTES:
+            return None
+        return text
+
+
 class ImportForm(forms.Form):
     connection = forms.ModelChoiceField(queryset=Connection.objects.all(), empty_label=None)
     audience_name = forms.CharField(label="Audience", max_length=300, strip=False)
@@ -110,7 +121,7 @@ class ImportForm(forms.Form):
         label="…or paste IDs",
         required=False,
         strip=False,
-        widget=forms.Textarea(
+        widget=_PasteInput(
             attrs={"rows": 6, "placeholder": "One ID per line, or CSV with a header"}
         ),
     )
