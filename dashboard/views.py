@@ -11,7 +11,8 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection as db_connection
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Length, Substr
 from django.http import (
     FileResponse,
     Http404,
@@ -38,7 +39,7 @@ from dashboard.forms import (
     RemoveAudienceForm,
 )
 from dashboard.models import AudienceSnapshot, Chunk, Connection, Import, ImportProblem, ImportRow
-from dashboard.validation import PROBLEM_KINDS
+from dashboard.validation import MAX_PROBLEM_VALUE, PROBLEM_KINDS, cut_marker
 
 # --- Fetch and authorise, one helper per object type ---------------------------------------------
 
@@ -665,17 +666,29 @@ def import_report(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     if not roles.can_download_import(request.user, imp):
         raise PermissionDenied("Only admins and the uploader can download an import's report.")
     writer = csv.writer(_Echo())
+    # The row's ID, at most as much of it as a problem's value keeps (an ID over 512 characters
+    # is a problem itself): read from the database cut, with its length for the marker.
+    row_id = ImportRow.objects.filter(import_run=imp, row_number=OuterRef("row_number"))
     problems = (
         ImportProblem.objects.filter(import_run=imp)
+        .annotate(
+            row_id=Subquery(row_id.values(cut=Substr("custom_id", 1, MAX_PROBLEM_VALUE))[:1]),
+            row_id_length=Subquery(row_id.values(n=Length("custom_id"))[:1]),
+        )
         .order_by("row_number", "id")
-        .values_list("row_number", "column_name", "value", "code", "message")
+        .values_list(
+            "row_number", "row_id", "row_id_length", "column_name", "value", "code", "message"
+        )
     )
 
     def lines():  # type: ignore[no-untyped-def]
         yield "\ufeff"  # so that spreadsheet programs read it as UTF-8
-        yield writer.writerow(["row", "column", "value", "rule", "message"])
-        for row in problems.iterator(chunk_size=5000):
-            yield writer.writerow([spreadsheet_safe(v) for v in row])
+        yield writer.writerow(["row", "id", "column", "value", "rule", "message"])
+        # Batches of rows of at most a few MB, even when each value is a cut 16 MB cell.
+        for number, row_id, length, *rest in problems.iterator(chunk_size=1000):
+            if row_id is not None and length > len(row_id):
+                row_id += cut_marker(length)
+            yield writer.writerow([spreadsheet_safe(v) for v in (number, row_id or "", *rest)])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="import-{imp.pk}-problems.csv"'
