@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import secrets
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 from django.contrib import messages
@@ -24,7 +25,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling, push_url
 
 from audiences import rules
 from dashboard import audit, charts, csvfiles, imports, mapping, roles, submission
@@ -624,9 +625,19 @@ def import_problems(request: HttpRequest, pk: int) -> HttpResponse:
     page = Paginator(problems, 50).get_page(request.GET.get("page"))
     context = {"imp": imp, "page": page, "kind": kind, "kinds": PROBLEM_KINDS}
     template = "dashboard/import_problems.html"
-    if request.htmx:
-        template += "#table"
-    return render(request, template, context)
+    if not request.htmx or request.htmx.history_restore_request:
+        return render(request, template, context)
+    response = render(request, template + "#table", context)
+    # The kind and page go in the address bar (to share, reload, go Back): the import's page
+    # when the table is shown there, else this one. Not for the table's first load (id
+    # "problems"), which shows what the address already says.
+    if request.htmx.trigger != "problems":
+        number = page.number if page.number > 1 else ""
+        query = urlencode([(k, v) for k, v in (("kind", kind), ("page", number)) if v])
+        here = urlsplit(request.htmx.current_url or "").path
+        base = here if here == imp.get_absolute_url() else request.path
+        push_url(response, f"{base}?{query}" if query else base)
+    return response
 
 
 @roles.requires(roles.can_read_imports)

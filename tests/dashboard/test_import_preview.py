@@ -160,6 +160,39 @@ def test_a_kind_without_problems_says_so(marketer, mixed):
     )
 
 
+def test_the_kind_and_page_of_the_problem_table_go_in_the_address(marketer, connection, work):
+    content = b"user_id,age\n" + b"".join(b" %d,x\n" % i for i in range(120))
+    imp = import_file(
+        marketer, connection, work, content, mapping={"attributes": {1: ("number", "age")}}
+    )
+    detail, problems = f"/imports/{imp.pk}/", f"/imports/{imp.pk}/problems"
+    query = {"kind": "INVALID_ID", "page": 2}
+
+    def table(current: str, **headers: str):
+        headers = {"HX-Request": "true", "HX-Current-URL": f"http://testserver{current}", **headers}
+        return marketer.get(problems, query, headers=headers)
+
+    # Shown in the import's page: that page's address, with the kind and page.
+    r = table(detail)
+    assert r["HX-Push-Url"] == f"{detail}?kind=INVALID_ID&page=2"
+    assert [row[0] for row in table_rows(r)][0] == "52"
+    # On the problems page itself: its own address.
+    assert table(problems)["HX-Push-Url"] == f"{problems}?kind=INVALID_ID&page=2"
+    # Page 1 of every kind: the bare address.
+    every = marketer.get(
+        problems, headers={"HX-Request": "true", "HX-Current-URL": f"http://testserver{detail}"}
+    )
+    assert every["HX-Push-Url"] == detail
+    # The first load shows what the address says already: nothing pushed.
+    assert "HX-Push-Url" not in table(detail, **{"HX-Trigger": "problems"})
+    # Back after the page left htmx's cache: the whole page, not a fragment.
+    restored = table(problems, **{"HX-History-Restore-Request": "true"})
+    assert b"<html" in restored.content and "Page 2 of 3" in text_of(restored)
+    # The import's page at such an address loads the table with them.
+    page = marketer.get(detail, query).content.decode()
+    assert f'hx-get="{problems}?kind=INVALID_ID&amp;page=2" hx-trigger="load"' in page
+
+
 def test_the_problem_table_pages_by_50_and_keeps_the_kind_in_its_links(marketer, connection, work):
     content = b"user_id,age\n" + b"".join(b" %d,x\n" % i for i in range(120))
     imp = import_file(
