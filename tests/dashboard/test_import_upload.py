@@ -312,7 +312,7 @@ def test_a_single_10_mb_line_is_one_invalid_id_with_a_clear_message(marketer, co
     assert (imp.total_rows, imp.valid_rows, imp.problem_rows) == (1, 0, 1)
     [(row, column, value, code, message)] = problems_of(imp)
     assert (row, column, code) == (1, "Column 1", "INVALID_ID")
-    assert len(value) == 200
+    assert value == "x" * 4000 + "… [cut: 10,485,760 characters in all]"
     assert message == '"' + "x" * 76 + "... has 10485760 characters, more than the 512 allowed"
     assert "No row is valid: there is nothing to send." in validated_page(marketer, imp)
 
