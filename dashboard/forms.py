@@ -432,6 +432,32 @@ class FixForm(forms.Form):
         data["type_changes"] = fixes.type_changes(self.current, normal)
         return data
 
+    def preview(self) -> dict[str, Any]:
+        """What the API will hold after this (valid) fix, the types it changes, and whether it
+        is ready to apply: only as previewed (the fingerprint the preview sent back), with any
+        type change confirmed; else it is previewed again, saying why."""
+        data = self.cleaned_data
+        action = "remove" if data["action"] == "remove" else "add"
+        attributes = data.get("parsed_attributes")
+        fingerprint = fixes.fingerprint(data["audience"], action, attributes)
+        applying = data["step"] == "apply"
+        preview = {
+            "action": action,
+            "attributes": attributes,
+            "changes": data["type_changes"],
+            "fingerprint": fingerprint,
+            "confirmed": applying and data["confirm_types"],
+            "ready": False,
+        }
+        if applying and data["previewed"] != fingerprint:
+            preview["note"] = "The fix changed since its preview: check it again, then apply it."
+            preview["confirmed"] = False
+        elif applying and preview["changes"] and not data["confirm_types"]:
+            preview["confirm_error"] = "Tick this box to confirm the type changes, or undo them."
+        else:
+            preview["ready"] = applying
+        return preview
+
     def _rows_attributes(self, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """The attributes the rows keep, each value read as its row's type, and the field of
         each key (for the rules' messages)."""

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dashboard import fixes, history, roles
+from dashboard import history, roles
 from dashboard.client import ClientError
 from dashboard.forms import FixForm, LookupForm
 from dashboard.models import Connection
@@ -71,26 +71,15 @@ def support_fix(request: HttpRequest) -> HttpResponse:
     form = FixForm(request.POST or None, current=held, initial=initial)
     preview = None
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        action = "remove" if data["action"] == "remove" else "add"
-        attributes = data.get("parsed_attributes")
-        changes = data["type_changes"]
-        fingerprint = fixes.fingerprint(data["audience"], action, attributes)
-        preview = {"attributes": attributes, "changes": changes, "fingerprint": fingerprint}
-        preview["confirmed"] = data["step"] == "apply" and data["confirm_types"]
-        # Applied only as previewed, and with any type change confirmed; else previewed again.
-        if data["step"] == "apply" and data["previewed"] != fingerprint:
-            preview["note"] = "The fix changed since its preview: check it again, then apply it."
-            preview["confirmed"] = False
-        elif data["step"] == "apply" and changes and not data["confirm_types"]:
-            preview["confirm_error"] = "Tick this box to confirm the type changes, or undo them."
-        elif data["step"] == "apply":
+        preview = form.preview()
+        if preview["ready"]:
+            data = form.cleaned_data
             fix = history.create_fix(
                 connection=conn,
                 audience=data["audience"],
                 custom_id=custom_id,
-                action=action,
-                attributes=attributes,
+                action=preview["action"],
+                attributes=preview["attributes"],
                 reason=data["reason"],
                 user=request.user,
                 request=request,
