@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 
 from audiences import rules
-from dashboard import csvfiles, mapping
+from dashboard import csvfiles, fixes, mapping
 from dashboard.models import MAX_CHUNK_SIZE, Connection, Import
 
 
@@ -97,6 +97,17 @@ class RemoveAudienceForm(forms.Form):
         return self.cleaned_data["confirm"]
 
 
+class _PasteInput(forms.Textarea):
+    """The paste box, which never sends a refused oversized paste back into the page (megabytes
+    of HTML, for a text the user has anyway): the error above it says its size instead."""
+
+    def format_value(self, value: Any) -> str | None:
+        text = super().format_value(value)
+        if text and len(text.encode("utf-8", "surrogatepass")) > settings.IMPORT_MAX_PASTE_BYTES:
+            return None
+        return text
+
+
 class ImportForm(forms.Form):
     connection = forms.ModelChoiceField(queryset=Connection.objects.all(), empty_label=None)
     audience_name = forms.CharField(label="Audience", max_length=300, strip=False)
@@ -110,7 +121,7 @@ class ImportForm(forms.Form):
         label="…or paste IDs",
         required=False,
         strip=False,
-        widget=forms.Textarea(
+        widget=_PasteInput(
             attrs={"rows": 6, "placeholder": "One ID per line, or CSV with a header"}
         ),
     )
@@ -307,7 +318,34 @@ class LookupForm(forms.Form):
         return value
 
 
+# The types a fix's attribute can take: the mapping's, less "ignore".
+FIX_TYPES = [(t, label) for t, label in mapping.TYPES if t != "ignore"]
+# One input per type: a hint of the keyboard to show, never a browser check that would keep
+# the user from typing what they mean (a number turned into text is warned about, not blocked).
+_VALUE_WIDGETS = {
+    "number": lambda: forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+    "float": lambda: forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    "date": lambda: forms.TextInput(
+        attrs={"placeholder": "2024-05-01T10:00:00Z", "autocomplete": "off"}
+    ),
+    "url": lambda: forms.URLInput(attrs={"placeholder": "https://", "autocomplete": "off"}),
+    "array": lambda: forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    "string": lambda: forms.TextInput(attrs={"autocomplete": "off"}),
+}
+
+
+def _as_text(kind: str, value: Any) -> str:
+    """A stored value as its input shows it (a list: one item a line)."""
+    if kind == "array" and isinstance(value, list):
+        return "\n".join(str(item) for item in value)
+    return str(value)
+
+
 class FixForm(forms.Form):
+    """One user's fix in one audience: each attribute the API holds, with an input of its type
+    (changed, retyped or removed), plus new ones as JSON; checked by audiences.rules, previewed
+    and, where it changes an attribute's type, confirmed before it is applied."""
+
     ACTIONS = [
         ("add", "Add to the audience (with these attributes)"),
         ("edit", "Keep in the audience, with these attributes"),
@@ -316,11 +354,12 @@ class FixForm(forms.Form):
     audience = forms.CharField(max_length=300, strip=False)
     action = forms.ChoiceField(choices=ACTIONS, widget=forms.RadioSelect, initial="add")
     attributes = forms.CharField(
+        label="New attributes, as JSON",
         required=False,
         strip=False,
-        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
-        help_text='A JSON object, e.g. {"age": 42, "date(signup)": "2024-05-01T10:00:00Z"}. '
-        "It replaces every attribute the user has in this audience.",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text='Optional, e.g. {"plan": "pro", "date(signup)": "2024-05-01T10:00:00Z"}. '
+        "With the attributes above, they replace every attribute the user has in this audience.",
     )
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -328,6 +367,62 @@ class FixForm(forms.Form):
         help_text="Why: kept in the audit trail with the fix.",
         error_messages={"required": "Say why you make this fix."},
     )
+    confirm_types = forms.BooleanField(
+        label="Yes, change these types", required=False, widget=forms.CheckboxInput
+    )
+    previewed = forms.CharField(required=False, widget=forms.HiddenInput)
+    step = forms.ChoiceField(
+        choices=[("preview", "Preview the fix"), ("apply", "Apply the fix")], required=False
+    )
+
+    def __init__(
+        self, data: Any = None, *, current: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(data, **kwargs)
+        self.current = current or {}
+        self.rows: list[dict[str, Any]] = []
+        if data is not None:
+            keys = []
+            for i in range(rules.MAX_ATTRIBUTES):
+                if f"attr-{i}-key" not in data:
+                    break
+                keys.append((data[f"attr-{i}-key"], data.get(f"attr-{i}-type", "string")))
+        else:
+            keys = [(k, fixes.attribute_type(k, v)) for k, v in self.current.items()]
+        for i, (key, kind) in enumerate(keys):
+            self._add_row(i, key, kind)
+
+    def _add_row(self, i: int, key: str, kind: str) -> None:
+        kind = kind if kind in _VALUE_WIDGETS else "string"
+        was = fixes.attribute_type(key, self.current[key]) if key in self.current else kind
+        prefix = f"attr-{i}-"
+        self.fields[prefix + "key"] = forms.CharField(
+            widget=forms.HiddenInput, initial=key, strip=False
+        )
+        self.fields[prefix + "was"] = forms.CharField(
+            widget=forms.HiddenInput, initial=was, required=False
+        )
+        self.fields[prefix + "type"] = forms.ChoiceField(
+            label=f"Type of {key}", choices=FIX_TYPES, initial=kind
+        )
+        self.fields[prefix + "value"] = forms.CharField(
+            label=key,
+            required=False,
+            strip=False,
+            widget=_VALUE_WIDGETS[kind](),
+            initial=_as_text(kind, self.current.get(key, "")),
+        )
+        self.fields[prefix + "remove"] = forms.BooleanField(label=f"Remove {key}", required=False)
+        self.rows.append(
+            {
+                "key": key,
+                "kind": kind,
+                "fields": [self[prefix + n] for n in ("key", "was")],
+                "type": self[prefix + "type"],
+                "value": self[prefix + "value"],
+                "remove": self[prefix + "remove"],
+            }
+        )
 
     def clean_audience(self) -> str:
         return _audience_name(self.cleaned_data["audience"])
@@ -342,24 +437,113 @@ class FixForm(forms.Form):
         data = super().clean()
         if data.get("action") == "remove":
             data["parsed_attributes"] = None
+            data["type_changes"] = []
             return data
+        attributes, field_of_key = self._rows_attributes(data)
         text = (data.get("attributes") or "").strip() or "{}"
         try:
-            attributes = orjson.loads(text)
+            extra = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             self.add_error("attributes", f"This is not valid JSON: {exc}.")
+            return data
+        if isinstance(extra, dict):
+            kept = {fixes.base_and_kind(k)[0]: k for k in attributes}
+            for key, value in extra.items():
+                base = fixes.base_and_kind(key)[0]
+                if base in kept:
+                    self.add_error(
+                        "attributes",
+                        f"{key}: {base} is already above, as {kept[base]}: change it there "
+                        "(or remove it there to give it here anew)",
+                    )
+                    continue
+                attributes[key] = value
+                field_of_key[key] = "attributes"
+        else:
+            attributes = extra  # the rules say what is wrong with it
+        if self.errors:
             return data
         problems = rules.Problems()
         try:
             normal = rules.check_attributes(attributes, "attributes", problems)
         except rules.ProblemsFull:
             normal = None
-        if problems.items:
-            for p in problems.items:
-                self.add_error("attributes", p.message.removeprefix("attributes."))
+        for p in problems.items:
+            key = p.path.removeprefix("attributes").removeprefix(".")
+            self.add_error(
+                field_of_key.get(key, "attributes"), p.message.removeprefix("attributes.")
+            )
+        if problems.items or normal is None:
             return data
         data["parsed_attributes"] = normal
+        data["type_changes"] = fixes.type_changes(self.current, normal)
         return data
+
+    def preview(self) -> dict[str, Any]:
+        """What the API will hold after this (valid) fix, the types it changes, and whether it
+        is ready to apply: only as previewed (the fingerprint the preview sent back), with any
+        type change confirmed; else it is previewed again, saying why."""
+        data = self.cleaned_data
+        action = "remove" if data["action"] == "remove" else "add"
+        attributes = data.get("parsed_attributes")
+        fingerprint = fixes.fingerprint(data["audience"], action, attributes)
+        applying = data["step"] == "apply"
+        preview = {
+            "action": action,
+            "attributes": attributes,
+            "changes": data["type_changes"],
+            "fingerprint": fingerprint,
+            "confirmed": applying and data["confirm_types"],
+            "ready": False,
+        }
+        if applying and data["previewed"] != fingerprint:
+            preview["note"] = "The fix changed since its preview: check it again, then apply it."
+            preview["confirmed"] = False
+        elif applying and preview["changes"] and not data["confirm_types"]:
+            preview["confirm_error"] = "Tick this box to confirm the type changes, or undo them."
+        else:
+            preview["ready"] = applying
+        return preview
+
+    def _rows_attributes(self, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The attributes the rows keep, each value read as its row's type, and the field of
+        each key (for the rules' messages)."""
+        attributes: dict[str, Any] = {}
+        field_of_key: dict[str, str] = {}
+        for i, row in enumerate(self.rows):
+            prefix = f"attr-{i}-"
+            if data.get(prefix + "remove"):
+                continue
+            base = fixes.base_and_kind(row["key"])[0]
+            kind = data.get(prefix + "type") or row["kind"]
+            raw = (data.get(prefix + "value") or "").strip()
+            if not raw:
+                self.add_error(
+                    prefix + "value", f"{base}: enter a value, or tick “Remove {row['key']}”"
+                )
+                continue
+            value, why = mapping.convert(raw, kind, "\n")
+            if why:
+                if kind == data.get(prefix + "was") and kind in ("number", "float"):
+                    # The value was edited, not the type: it is text now, which the preview
+                    # warns about and the user confirms.
+                    kind, value = "string", raw
+                else:
+                    hint = (
+                        " (choose Text as its type to store it as text)"
+                        if kind
+                        in (
+                            "number",
+                            "float",
+                        )
+                        else ""
+                    )
+                    self.add_error(prefix + "value", f"{base}: {rules.show(raw)} {why}{hint}")
+                    continue
+            key = mapping.attribute_key(base, kind)
+            attributes[key] = value
+            field_of_key[key] = prefix + "value"
+        return attributes, field_of_key
 
 
 class ImportFilterForm(forms.Form):

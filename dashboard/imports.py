@@ -107,8 +107,8 @@ def create_import(
         raw = (paste or "").encode("utf-8", "surrogatepass")
         if len(raw) > settings.IMPORT_MAX_PASTE_BYTES:
             raise UploadRefused(
-                f"The pasted text is larger than the {_human(settings.IMPORT_MAX_PASTE_BYTES)} "
-                "allowed; upload it as a file instead."
+                f"The pasted text ({_human(len(raw))}) is larger than the "
+                f"{_human(settings.IMPORT_MAX_PASTE_BYTES)} allowed; upload it as a file instead."
             )
         spool, size, sha = _spool([raw], settings.IMPORT_MAX_PASTE_BYTES, "pasted text")
         name, source = "pasted text", "paste"

@@ -349,7 +349,7 @@ class ImportProblem(models.Model):
     )
     row_number = models.IntegerField()
     column_name = models.CharField(max_length=255, blank=True)
-    value = models.TextField(blank=True)  # cut to 200 characters
+    value = models.TextField(blank=True)  # cut past 4,000 characters (validation.cut_value)
     code = models.CharField(max_length=40)
     message = models.TextField()
 

@@ -51,8 +51,19 @@ class RowResult(NamedTuple):
     problems: list[RowProblem]
 
 
-def _cut(value: str, size: int = 200) -> str:
-    return value if len(value) <= size else value[: size - 1] + "…"
+# The most of a cell a problem keeps, for its page and the error report: every value the rules
+# refuse for its length (300 characters, a URL's 2,048) shows whole, and a 16 MB cell does not
+# sit in the database, nor in a report's batch of rows, whole.
+MAX_PROBLEM_VALUE = 4000
+
+
+def cut_value(value: str, size: int = MAX_PROBLEM_VALUE) -> str:
+    """The value, or its first characters and a marker saying how long it was in all."""
+    return value if len(value) <= size else value[:size] + cut_marker(len(value))
+
+
+def cut_marker(length: int) -> str:
+    return f"… [cut: {length:,} characters in all]"
 
 
 class RowValidator:
@@ -108,7 +119,9 @@ class RowValidator:
             problem = rules.custom_id_problem(custom_id, "id")
             if problem:
                 problems.append(
-                    RowProblem(self.id_header, _cut(custom_id), "INVALID_ID", _after_path(problem))
+                    RowProblem(
+                        self.id_header, cut_value(custom_id), "INVALID_ID", _after_path(problem)
+                    )
                 )
         action = self.fixed_action
         if action is None:
@@ -119,7 +132,7 @@ class RowValidator:
                 problems.append(
                     RowProblem(
                         self.columns[self.action_column],
-                        _cut(cell),
+                        cut_value(cell),
                         "INVALID_ACTION",
                         f"{rules.show(cell)} is not an action: use add or remove",
                     )
@@ -139,7 +152,7 @@ class RowValidator:
                     problems.append(
                         RowProblem(
                             header,
-                            _cut(cell),
+                            cut_value(cell),
                             "INVALID_ATTRIBUTE_VALUE",
                             f"{rules.show(cell)} {why}",
                         )
@@ -155,7 +168,7 @@ class RowValidator:
                 # The cell as written in the file, not the value it was converted to.
                 column = self.column_of_key.get(key, width)
                 value = cells[column].strip() if column < width else ""
-                problems.append(RowProblem(header, _cut(value), p.code, _after_path(p)))
+                problems.append(RowProblem(header, cut_value(value), p.code, _after_path(p)))
             attributes = normal or {}
         return RowResult(custom_id, action, orjson.dumps(attributes), problems)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import secrets
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection as db_connection
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Length, Substr
 from django.http import (
     FileResponse,
     Http404,
@@ -23,7 +25,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling, push_url
 
 from audiences import rules
 from dashboard import audit, charts, csvfiles, imports, mapping, roles, submission
@@ -38,7 +40,7 @@ from dashboard.forms import (
     RemoveAudienceForm,
 )
 from dashboard.models import AudienceSnapshot, Chunk, Connection, Import, ImportProblem, ImportRow
-from dashboard.validation import PROBLEM_KINDS
+from dashboard.validation import MAX_PROBLEM_VALUE, PROBLEM_KINDS, cut_marker
 
 # --- Fetch and authorise, one helper per object type ---------------------------------------------
 
@@ -648,9 +650,19 @@ def import_problems(request: HttpRequest, pk: int) -> HttpResponse:
     page = Paginator(problems, 50).get_page(request.GET.get("page"))
     context = {"imp": imp, "page": page, "kind": kind, "kinds": PROBLEM_KINDS}
     template = "dashboard/import_problems.html"
-    if request.htmx:
-        template += "#table"
-    return render(request, template, context)
+    if not request.htmx or request.htmx.history_restore_request:
+        return render(request, template, context)
+    response = render(request, template + "#table", context)
+    # The kind and page go in the address bar (to share, reload, go Back): the import's page
+    # when the table is shown there, else this one. Not for the table's first load (id
+    # "problems"), which shows what the address already says.
+    if request.htmx.trigger != "problems":
+        number = page.number if page.number > 1 else ""
+        query = urlencode([(k, v) for k, v in (("kind", kind), ("page", number)) if v])
+        here = urlsplit(request.htmx.current_url or "").path
+        base = here if here == imp.get_absolute_url() else request.path
+        push_url(response, f"{base}?{query}" if query else base)
+    return response
 
 
 @roles.requires(roles.can_read_imports)
@@ -690,17 +702,29 @@ def import_report(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     if not roles.can_download_import(request.user, imp):
         raise PermissionDenied("Only admins and the uploader can download an import's report.")
     writer = csv.writer(_Echo())
+    # The row's ID, at most as much of it as a problem's value keeps (an ID over 512 characters
+    # is a problem itself): read from the database cut, with its length for the marker.
+    row_id = ImportRow.objects.filter(import_run=imp, row_number=OuterRef("row_number"))
     problems = (
         ImportProblem.objects.filter(import_run=imp)
+        .annotate(
+            row_id=Subquery(row_id.values(cut=Substr("custom_id", 1, MAX_PROBLEM_VALUE))[:1]),
+            row_id_length=Subquery(row_id.values(n=Length("custom_id"))[:1]),
+        )
         .order_by("row_number", "id")
-        .values_list("row_number", "column_name", "value", "code", "message")
+        .values_list(
+            "row_number", "row_id", "row_id_length", "column_name", "value", "code", "message"
+        )
     )
 
     def lines():  # type: ignore[no-untyped-def]
         yield "\ufeff"  # so that spreadsheet programs read it as UTF-8
-        yield writer.writerow(["row", "column", "value", "rule", "message"])
-        for row in problems.iterator(chunk_size=5000):
-            yield writer.writerow([spreadsheet_safe(v) for v in row])
+        yield writer.writerow(["row", "id", "column", "value", "rule", "message"])
+        # Batches of rows of at most a few MB, even when each value is a cut 16 MB cell.
+        for number, row_id, length, *rest in problems.iterator(chunk_size=1000):
+            if row_id is not None and length > len(row_id):
+                row_id += cut_marker(length)
+            yield writer.writerow([spreadsheet_safe(v) for v in (number, row_id or "", *rest)])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="import-{imp.pk}-problems.csv"'

@@ -66,28 +66,26 @@ def support_fix(request: HttpRequest) -> HttpResponse:
             current = conn.client(max_attempts=2).member(audience, custom_id)
         except ClientError:
             current = None  # no extension, or the audience is gone: the form still works
-    initial = {
-        "audience": audience,
-        "action": "edit" if current else "add",
-        "attributes": orjson.dumps(current["attributes"], option=orjson.OPT_INDENT_2).decode()
-        if current
-        else "{}",
-    }
-    form = FixForm(request.POST or None, initial=initial)
+    held = current["attributes"] if current else {}
+    initial = {"audience": audience, "action": "edit" if current else "add"}
+    form = FixForm(request.POST or None, current=held, initial=initial)
+    preview = None
     if request.method == "POST" and form.is_valid():
-        action = "remove" if form.cleaned_data["action"] == "remove" else "add"
-        fix = history.create_fix(
-            connection=conn,
-            audience=form.cleaned_data["audience"],
-            custom_id=custom_id,
-            action=action,
-            attributes=form.cleaned_data.get("parsed_attributes"),
-            reason=form.cleaned_data["reason"],
-            user=request.user,
-            request=request,
-        )
-        messages.success(request, f"Fix sent for {custom_id}: its state shows below.")
-        return redirect(fix)
+        preview = form.preview()
+        if preview["ready"]:
+            data = form.cleaned_data
+            fix = history.create_fix(
+                connection=conn,
+                audience=data["audience"],
+                custom_id=custom_id,
+                action=preview["action"],
+                attributes=preview["attributes"],
+                reason=data["reason"],
+                user=request.user,
+                request=request,
+            )
+            messages.success(request, f"Fix sent for {custom_id}: its state shows below.")
+            return redirect(fix)
     warnings = history.in_flight_with(conn, audience, custom_id) if audience else []
     return render(
         request,
@@ -99,6 +97,10 @@ def support_fix(request: HttpRequest) -> HttpResponse:
             "current": current,
             "audience": audience,
             "warnings": warnings,
+            "preview": preview,
+            "preview_json": orjson.dumps(preview["attributes"], option=orjson.OPT_INDENT_2).decode()
+            if preview and preview["attributes"] is not None
+            else "",
         },
     )
 

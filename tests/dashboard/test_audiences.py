@@ -63,6 +63,17 @@ def test_the_list_shows_ids_and_state(marketer, connection, work):
     assert re.search(r"vip Very important 2 APPLIED \d{4}-\d\d-\d\dT", text)
 
 
+def test_counts_have_thousands_separators(marketer, connection, work):
+    client = connection.client()
+    client.create("big")
+    client.update("big", [{"action": "add", "id": f"{i:05d}"} for i in range(1234)])
+    work()
+    listing = text_of(marketer.get("/audiences/", {"connection": connection.pk}))
+    assert re.search(r"big 1,234 APPLIED", listing), listing
+    detail = text_of(marketer.get(f"/audiences/{connection.pk}/big/"))
+    assert "IDs 1,234" in detail and "1234" not in detail
+
+
 def test_the_list_without_a_connection_given_uses_the_first_one(marketer, connection, thirty):
     assert names_on(marketer.get("/audiences/"), connection)[0] == "aud-29"
 

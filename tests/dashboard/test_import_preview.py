@@ -160,6 +160,39 @@ def test_a_kind_without_problems_says_so(marketer, mixed):
     )
 
 
+def test_the_kind_and_page_of_the_problem_table_go_in_the_address(marketer, connection, work):
+    content = b"user_id,age\n" + b"".join(b" %d,x\n" % i for i in range(120))
+    imp = import_file(
+        marketer, connection, work, content, mapping={"attributes": {1: ("number", "age")}}
+    )
+    detail, problems = f"/imports/{imp.pk}/", f"/imports/{imp.pk}/problems"
+    query = {"kind": "INVALID_ID", "page": 2}
+
+    def table(current: str, **headers: str):
+        headers = {"HX-Request": "true", "HX-Current-URL": f"http://testserver{current}", **headers}
+        return marketer.get(problems, query, headers=headers)
+
+    # Shown in the import's page: that page's address, with the kind and page.
+    r = table(detail)
+    assert r["HX-Push-Url"] == f"{detail}?kind=INVALID_ID&page=2"
+    assert [row[0] for row in table_rows(r)][0] == "52"
+    # On the problems page itself: its own address.
+    assert table(problems)["HX-Push-Url"] == f"{problems}?kind=INVALID_ID&page=2"
+    # Page 1 of every kind: the bare address.
+    every = marketer.get(
+        problems, headers={"HX-Request": "true", "HX-Current-URL": f"http://testserver{detail}"}
+    )
+    assert every["HX-Push-Url"] == detail
+    # The first load shows what the address says already: nothing pushed.
+    assert "HX-Push-Url" not in table(detail, **{"HX-Trigger": "problems"})
+    # Back after the page left htmx's cache: the whole page, not a fragment.
+    restored = table(problems, **{"HX-History-Restore-Request": "true"})
+    assert b"<html" in restored.content and "Page 2 of 3" in text_of(restored)
+    # The import's page at such an address loads the table with them.
+    page = marketer.get(detail, query).content.decode()
+    assert f'hx-get="{problems}?kind=INVALID_ID&amp;page=2" hx-trigger="load"' in page
+
+
 def test_the_problem_table_pages_by_50_and_keeps_the_kind_in_its_links(marketer, connection, work):
     content = b"user_id,age\n" + b"".join(b" %d,x\n" % i for i in range(120))
     imp = import_file(
@@ -201,13 +234,20 @@ def test_the_report_is_a_csv_download_of_every_problem(marketer, mixed):
     assert r["Content-Type"] == "text/csv; charset=utf-8"
     assert r["Content-Disposition"] == f'attachment; filename="import-{mixed.pk}-problems.csv"'
     assert lines == [
-        ["row", "column", "value", "rule", "message"],
-        ["3", "age", "x", "INVALID_ATTRIBUTE_VALUE", '"x" is not a whole number'],
-        ["5", "user_id", " 4", "INVALID_ID", '" 4" must not start or end with whitespace'],
-        ["6", "action", "drop", "INVALID_ACTION", '"drop" is not an action: use add or remove'],
-        ["8", "", "", "WRONG_CELL_COUNT", "this row has 4 cells where the header has 3"],
-        ["9", "user_id", "", "MISSING_ID", "the ID cell is empty"],
-        ["10", "user_id", "7 ", "INVALID_ID", '"7 " must not start or end with whitespace'],
+        ["row", "id", "column", "value", "rule", "message"],
+        ["3", "2", "age", "x", "INVALID_ATTRIBUTE_VALUE", '"x" is not a whole number'],
+        ["5", " 4", "user_id", " 4", "INVALID_ID", '" 4" must not start or end with whitespace'],
+        [
+            "6",
+            "5",
+            "action",
+            "drop",
+            "INVALID_ACTION",
+            '"drop" is not an action: use add or remove',
+        ],
+        ["8", "6", "", "", "WRONG_CELL_COUNT", "this row has 4 cells where the header has 3"],
+        ["9", "", "user_id", "", "MISSING_ID", "the ID cell is empty"],
+        ["10", "7 ", "user_id", "7 ", "INVALID_ID", '"7 " must not start or end with whitespace'],
     ]
 
 
@@ -230,23 +270,46 @@ def test_the_report_escapes_every_cell_that_could_start_a_spreadsheet_formula(
     )
     _, lines = report(marketer, imp)
     by_row = {line[0]: line for line in lines[1:]}
-    assert by_row["2"][1:3] == ["'=age", "'=1+2"]
-    assert by_row["3"][2] == "'+1+2"
-    assert by_row["4"][2] == "'-1-2"
-    assert by_row["5"][2] == "'@SUM(A1)"
-    assert by_row["6"][1:3] == ["user_id", "'\t5"]
-    assert by_row["7"][1:3] == ["user_id", "'\r6"]
+    assert by_row["2"][1:4] == ["1", "'=age", "'=1+2"]
+    assert by_row["3"][3] == "'+1+2"
+    assert by_row["4"][3] == "'-1-2"
+    assert by_row["5"][3] == "'@SUM(A1)"
+    assert by_row["6"][1:4] == ["'\t5", "user_id", "'\t5"]  # the ID column too
+    assert by_row["7"][1:4] == ["'\r6", "user_id", "'\r6"]
     # The message of an out-of-range number starts with its minus sign.
-    assert by_row["8"][4].startswith("'-99999999999999999999 is outside the 64-bit integer range")
-    assert by_row["9"][2] == "1+2"  # only a leading sign or sigil is dangerous
+    assert by_row["8"][5].startswith("'-99999999999999999999 is outside the 64-bit integer range")
+    assert by_row["9"][3] == "1+2"  # only a leading sign or sigil is dangerous
     for line in lines[1:]:
         for cell in line:
             assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), line
 
 
+def test_the_report_keeps_long_values_whole_and_marks_a_huge_one_cut(marketer, connection, work):
+    long_url = "https://example.com/" + "p" * 2100  # over the 2,048 allowed, and shown whole
+    huge = "n" * 2_000_000
+    content = f"user_id,site,note\n1,{long_url},ok\n2,https://a.example,{huge}\n".encode()
+    content += b"x" * 600 + b",https://a.example,ok\n"  # an ID over 512 characters
+    mapping = {"attributes": {1: ("url", "site"), 2: ("string", "note")}}
+    imp = import_file(marketer, connection, work, content, mapping=mapping)
+    _, lines = report(marketer, imp)
+    by_row = {line[0]: line for line in lines[1:]}
+    assert by_row["2"][:4] == ["2", "1", "site", long_url]
+    assert by_row["3"][1] == "2"
+    assert by_row["3"][3] == "n" * 4000 + "… [cut: 2,000,000 characters in all]"
+    assert by_row["4"][1] == by_row["4"][3] == "x" * 600
+
+
+def test_the_report_cuts_a_huge_id_with_the_same_marker(marketer, connection, work):
+    content = b"user_id\n" + b"i" * 100_000 + b"\n"
+    imp = import_file(marketer, connection, work, content)
+    _, lines = report(marketer, imp)
+    assert lines[1][1] == "i" * 4000 + "… [cut: 100,000 characters in all]"
+    assert lines[1][3] == lines[1][1]
+
+
 def test_the_report_of_a_file_without_problems_is_just_the_header(marketer, connection, work):
     imp = import_file(marketer, connection, work, b"user_id\n1\n")
-    assert report(marketer, imp)[1] == [["row", "column", "value", "rule", "message"]]
+    assert report(marketer, imp)[1] == [["row", "id", "column", "value", "rule", "message"]]
 
 
 # --- What will be sent ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import re
 from pathlib import Path
 
 import pytest
@@ -158,9 +159,16 @@ def test_the_size_limit_counts_the_compressed_bytes_of_a_gzip_upload(
 
 def test_a_paste_over_its_limit_is_refused(marketer, connection, settings):
     settings.IMPORT_MAX_PASTE_BYTES = 100
+    r = upload(marketer, connection, paste="0130\n" * 30)
     assert (
-        "The pasted text is larger than the 100 bytes allowed; upload it as a file instead."
-    ) in refused(upload(marketer, connection, paste="0130\n" * 30))
+        "The pasted text (150 bytes) is larger than the 100 bytes allowed; upload it as a file "
+        "instead."
+    ) in refused(r)
+    # Not sent back into the page: the box is empty, the audience and mode kept.
+    page = r.content.decode()
+    assert "0130" not in page
+    assert re.search(r'<textarea name="paste"[^>]*>\s*</textarea>', page)
+    assert 'value="vip"' in page
 
 
 def test_a_paste_of_exactly_its_limit_is_accepted(marketer, connection, settings):
@@ -176,7 +184,8 @@ def test_a_paste_far_over_its_limit_is_refused_with_the_same_message(
     settings.IMPORT_MAX_PASTE_BYTES = 1000
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000 + 16 * 1024 * 1024
     r = upload(marketer, connection, paste="0130\n" * 250_000)  # 1.25 MB
-    assert "The pasted text is larger than the 1,000 bytes allowed" in " ".join(refused(r))
+    assert "The pasted text (1.2 MB) is larger than the 1,000 bytes allowed" in " ".join(refused(r))
+    assert len(r.content) < 100_000 and "0130" not in r.content.decode()
 
 
 def test_a_request_past_djangos_own_cap_gets_a_page_that_says_why(marketer, connection, settings):
@@ -303,7 +312,7 @@ def test_a_single_10_mb_line_is_one_invalid_id_with_a_clear_message(marketer, co
     assert (imp.total_rows, imp.valid_rows, imp.problem_rows) == (1, 0, 1)
     [(row, column, value, code, message)] = problems_of(imp)
     assert (row, column, code) == (1, "Column 1", "INVALID_ID")
-    assert len(value) == 200
+    assert value == "x" * 4000 + "… [cut: 10,485,760 characters in all]"
     assert message == '"' + "x" * 76 + "... has 10485760 characters, more than the 512 allowed"
     assert "No row is valid: there is nothing to send." in validated_page(marketer, imp)
 

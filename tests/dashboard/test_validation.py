@@ -115,8 +115,13 @@ def test_a_row_too_short_to_reach_the_id_column_has_no_id():
         ("a\nb", "a\nb", '"a\\u000ab" contains a control character'),
         (
             "x" * 513,
-            "x" * 199 + "…",
+            "x" * 513,
             '"' + "x" * 76 + "... has 513 characters, more than the 512 allowed",
+        ),
+        (
+            "x" * 5000,
+            "x" * 4000 + "… [cut: 5,000 characters in all]",
+            '"' + "x" * 76 + "... has 5000 characters, more than the 512 allowed",
         ),
     ],
 )
@@ -185,7 +190,7 @@ def test_it_flags_a_value_that_does_not_fit_its_type_or_the_api_rules(column, ce
     assert problem.code == "INVALID_ATTRIBUTE_VALUE"
     assert problem.column == column
     assert message in problem.message
-    assert problem.value == (cell if len(cell) <= 200 else cell[:199] + "…")
+    assert problem.value == cell  # whole, up to 4,000 characters
 
 
 def test_a_row_with_an_invalid_value_sends_no_attributes_at_all():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -49,15 +50,11 @@ def planted(admin, marketer, support, connection, work) -> dict[str, object]:
     assert upload(marketer, connection, paste=f"{SCRIPT}\n{IMG}\n").status_code == 302
     pasted = Import.objects.latest("pk")
     fix_url = f"/support/fix?{urlencode({'connection': connection.pk, 'id': SCRIPT})}"
-    r = support.post(
-        fix_url,
-        {
-            "audience": "vip",
-            "action": "edit",
-            "attributes": f'{{"note": "{IMG}"}}',
-            "reason": SCRIPT,
-        },
-    )
+    fix = {"audience": "vip", "action": "edit", "attributes": f'{{"note": "{IMG}"}}'}
+    preview = support.post(fix_url, {**fix, "reason": SCRIPT, "step": "preview"}).content.decode()
+    assert all(raw not in preview for raw in RAW) and "Apply the fix" in preview
+    previewed = re.search(r'name="previewed" value="([0-9a-f]+)"', preview).group(1)
+    r = support.post(fix_url, {**fix, "reason": SCRIPT, "step": "apply", "previewed": previewed})
     assert r.status_code == 302, r.content
     work()
     return {"import": imp, "paste": pasted, "fix": Import.objects.latest("pk"), "conn": connection}
