@@ -184,8 +184,10 @@ class Import(models.Model):
     remove_count = models.BigIntegerField(default=0)
     error = models.TextField(blank=True)  # why the whole file failed, in words
     lease_until = models.DateTimeField(null=True, blank=True)
-    # Which validation run owns the rows being written (a restarted run takes over).
+    # Which validation run owns the rows being written (a restarted run takes over), and when
+    # a worker took it: None while it waits for one (the page's estimate measures from then).
     validation_run = models.CharField(max_length=32, blank=True)
+    validation_started_at = models.DateTimeField(null=True, blank=True)
     validated_at = models.DateTimeField(null=True, blank=True)
     # Cut into chunks, its rows not yet in the IDs' history (SentRow): submission.note_sent.
     rows_to_note = models.BooleanField(default=False)
