@@ -691,6 +691,9 @@ def validation_progress(imp: Import) -> dict[str, Any]:
         notice = {"kind": "no-worker"}
     elif started is None:
         notice = {"kind": "waiting"}
+        if moved and imp.lease_until > now and not alive.running_at(moved).exists():
+            # A worker that stopped may have taken its task: a live one takes it over by then.
+            notice["at"] = imp.lease_until
     elif imp.lease_until and not alive.running_at(started).exists():
         # Every live worker started after this validation was taken: its worker is gone.
         notice = estimates.takeover("The worker validating this file stopped", imp.lease_until, now)

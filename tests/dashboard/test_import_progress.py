@@ -67,10 +67,18 @@ def test_the_validating_fragment_says_when_no_worker_is_running(marketer, connec
     assert NO_WORKER in _state(marketer, imp)
     _dead_worker()  # a killed worker's row, silent: no help
     assert NO_WORKER in _state(marketer, imp)
-    _live_worker()
+    _live_worker()  # started since: the task is queued for it, or its worker was killed
     text = _state(marketer, imp)
     assert "No worker is running" not in text
-    assert "Waiting for a worker…" in text
+    imp.refresh_from_db()
+    local = timezone.localtime(imp.lease_until).strftime("%H:%M:%S")
+    assert (
+        "Waiting for a worker… If a worker that stopped had taken this work, another takes it "
+        f"over at {local}, when its lease ends."
+    ) in text
+    _live_worker(started_ago=60)  # this one may be validating it
+    text = _state(marketer, imp)
+    assert "Waiting for a worker…" in text and "stopped" not in text
 
 
 def test_a_validation_taken_by_a_worker_says_nothing_of_workers(marketer, connection):
