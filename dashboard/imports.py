@@ -31,9 +31,9 @@ from django.core.files import File
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from dashboard import audit, csvfiles, mapping, validation
+from dashboard import audit, csvfiles, estimates, mapping, validation
 from dashboard import processes as processes_
-from dashboard.models import Connection, Import
+from dashboard.models import Connection, Import, Worker
 from dashboard.validation import RowValidator
 
 logger = logging.getLogger(__name__)
@@ -183,6 +183,7 @@ def start_validation(imp: Import) -> None:
         Import.objects.filter(pk=imp.pk).update(
             state=Import.VALIDATING,
             lease_until=timezone.now() + lease(),
+            validation_started_at=None,  # until a worker takes it
             progress_bytes=0,
             rows_read=0,
             error="",
@@ -415,8 +416,13 @@ def _left_for_the_sweep(import_id: int) -> None:
 
 def _run_validation(import_id: int, *, last_try: bool) -> None:
     run = secrets.token_hex(8)
+    now = timezone.now()
     claimed = Import.objects.filter(pk=import_id, state=Import.VALIDATING).update(
-        validation_run=run, lease_until=timezone.now() + lease(), rows_read=0, progress_bytes=0
+        validation_run=run,
+        validation_started_at=now,
+        lease_until=now + lease(),
+        rows_read=0,
+        progress_bytes=0,
     )
     if not claimed:
         return
@@ -653,8 +659,48 @@ def sweep() -> int:
     for pk in stale:
         # Claimed by one sweep only: with many workers, the others see the new lease and pass.
         if Import.objects.filter(pk=pk, state=Import.VALIDATING, lease_until__lt=now).update(
-            lease_until=timezone.now() + lease()
+            lease_until=timezone.now() + lease(), validation_started_at=None
         ):
             _enqueue(validate_import, pk)
             restarted += 1
     return restarted
+
+
+def validation_progress(imp: Import) -> dict[str, Any]:
+    """What the validating page says: the time left, or for how long nothing moved, and whether
+    a live worker is doing the work (dashboard.estimates; Worker, the workers' heartbeats).
+
+    The rows have no total until the end: the time left is measured on the file's bytes read
+    (stored with rows_read, batch by batch) since a worker took the file. Each stored batch
+    renews the lease: its last renewal is when the figures last moved.
+    """
+    now = timezone.now()
+    started = imp.validation_started_at
+    moved = imp.lease_until - lease() if imp.lease_until else None
+    figures = estimates.estimate(
+        done=imp.progress_bytes,
+        total=imp.size,
+        since=started,
+        last=moved if started else None,
+        moved=moved,
+        now=now,
+    )
+    alive = Worker.objects.alive()
+    notice: dict[str, Any] | None = None
+    if not alive.exists():
+        notice = {"kind": "no-worker"}
+    elif started is None:
+        notice = {"kind": "waiting"}
+        if moved and imp.lease_until > now and not alive.running_at(moved).exists():
+            # A worker that stopped may have taken its task: a live one takes it over by then.
+            notice["at"] = imp.lease_until
+    elif imp.lease_until and not alive.running_at(started).exists():
+        # Every live worker started after this validation was taken: its worker is gone.
+        notice = estimates.takeover("The worker validating this file stopped", imp.lease_until, now)
+    return {
+        "percent": imp.progress_percent(),
+        "rows_read": imp.rows_read,
+        "left": estimates.duration(figures.seconds_left) if figures.seconds_left else "",
+        "stalled": estimates.duration(figures.stalled_for) if figures.stalled_for else "",
+        "notice": notice,
+    }

@@ -5,8 +5,11 @@ Audience data itself lives behind an Audience API and is reached only through da
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import time
+from datetime import datetime, timedelta
 from pathlib import PurePath
 from typing import Any
 
@@ -181,8 +184,10 @@ class Import(models.Model):
     remove_count = models.BigIntegerField(default=0)
     error = models.TextField(blank=True)  # why the whole file failed, in words
     lease_until = models.DateTimeField(null=True, blank=True)
-    # Which validation run owns the rows being written (a restarted run takes over).
+    # Which validation run owns the rows being written (a restarted run takes over), and when
+    # a worker took it: None while it waits for one (the page's estimate measures from then).
     validation_run = models.CharField(max_length=32, blank=True)
+    validation_started_at = models.DateTimeField(null=True, blank=True)
     validated_at = models.DateTimeField(null=True, blank=True)
     # Cut into chunks, its rows not yet in the IDs' history (SentRow): submission.note_sent.
     rows_to_note = models.BooleanField(default=False)
@@ -464,3 +469,63 @@ class AudienceSnapshot(models.Model):
         now = timezone.now()
         if last is None or last.nb_ids != nb_ids or (now - last.at).total_seconds() > 3600:
             cls.objects.create(connection=connection, audience=audience, nb_ids=nb_ids, at=now)
+
+
+class WorkerQuerySet(models.QuerySet["Worker"]):
+    def alive(self) -> WorkerQuerySet:
+        """Workers whose heartbeat is recent: those a page may count on."""
+        return self.filter(last_seen__gte=timezone.now() - Worker.ALIVE_WITHIN)
+
+    def running_at(self, moment: datetime) -> WorkerQuerySet:
+        """Workers started by `moment`: only they can hold a claim made then (a claim of a
+        worker started later was made later)."""
+        return self.filter(started__lte=moment)
+
+    def prune(self) -> int:
+        """Forget the workers silent for PRUNE_AFTER (killed: a clean stop removes its row)."""
+        return self.filter(last_seen__lt=timezone.now() - Worker.PRUNE_AFTER).delete()[0]
+
+
+class Worker(models.Model):
+    """A running `manage.py worker` process: its heartbeat row, written as it starts, every
+    BEAT_EVERY seconds while it runs, and removed as it stops cleanly. A killed worker's row
+    stays, silent: pages then say that no live worker is doing their work."""
+
+    # A worker silent for longer than this is taken for dead: three beats missed.
+    ALIVE_WITHIN = timedelta(seconds=15)
+    BEAT_EVERY = 5.0
+    PRUNE_AFTER = timedelta(hours=1)
+
+    name = models.CharField(max_length=200, unique=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    queues = models.JSONField(default=list)
+    started = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    objects = WorkerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["started"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def register(cls, queues: list[str]) -> Worker:
+        """This process's row, new (a pid is reused in time, a hostname by containers)."""
+        host = socket.gethostname()[:150]
+        now = timezone.now()
+        return cls.objects.create(
+            name=f"{host}:{os.getpid()}:{secrets.token_hex(4)}",
+            hostname=host,
+            pid=os.getpid(),
+            queues=list(queues),
+            started=now,
+            last_seen=now,
+        )
+
+    def beat(self) -> bool:
+        """One UPDATE; False when the row is gone (pruned while the database was away)."""
+        self.last_seen = timezone.now()
+        return bool(Worker.objects.filter(pk=self.pk).update(last_seen=self.last_seen))

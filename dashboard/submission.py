@@ -18,13 +18,14 @@ import orjson
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, connections, transaction
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import audit
+from dashboard import audit, estimates
 from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError
-from dashboard.models import AudienceSnapshot, Chunk, Import, ImportRow
+from dashboard.models import AudienceSnapshot, Chunk, Import, ImportRow, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -586,24 +587,111 @@ def _notify(import_id: int) -> None:
 
 
 def progress(imp: Import) -> dict[str, Any]:
-    """Figures for the import page: IDs and chunks applied, and an estimate of the time left."""
+    """Figures for the import page: IDs and chunks applied, the time left (or for how long
+    nothing moved) and whether a live worker is doing the work (dashboard.estimates).
+
+    The time left comes from the IDs applied per second since the first chunk was applied (the
+    time before it is the cut and the first call's, not the pace), counted down from the last
+    one: it never grows while nothing moves.
+    """
     chunks = Chunk.objects.filter(import_run=imp)
+    done_q = Q(state__in=Chunk.DONE)
     totals = chunks.aggregate(
         chunks=Count("id"),
-        done_chunks=Count("id", filter=Q(state__in=Chunk.DONE)),
+        done_chunks=Count("id", filter=done_q),
         ids=Sum("size"),
-        done_ids=Sum("size", filter=Q(state__in=Chunk.DONE)),
+        done_ids=Sum("size", filter=done_q),
+        pending_ids=Sum("size", filter=Q(state__in=(Chunk.QUEUED, Chunk.SENDING, Chunk.ACCEPTED))),
         failed=Count("id", filter=Q(state=Chunk.FAILED)),
         cancelled=Count("id", filter=Q(state=Chunk.CANCELLED)),
         unsent=Count("id", filter=Q(state=Chunk.QUEUED)),
+        sending=Count("id", filter=Q(state=Chunk.SENDING)),
+        accepted=Count("id", filter=Q(state=Chunk.ACCEPTED)),
+        first_applied=Min("applied_at", filter=done_q),
+        last_applied=Max("applied_at", filter=done_q),
+        last_sent=Max("sent_at"),
+        last_accepted=Max("accepted_at"),
     )
     ids, done = totals["ids"] or 0, totals["done_ids"] or 0
-    eta = None
-    if imp.submitted_at and 0 < done < ids:
-        elapsed = (timezone.now() - imp.submitted_at).total_seconds()
-        eta = int(elapsed * (ids - done) / done)
-    totals.update(ids=ids, done_ids=done, percent=int(100 * done / ids) if ids else 0, eta=eta)
+    now = timezone.now()
+    since, done_since = imp.submitted_at, 0
+    first, last = totals["first_applied"], totals["last_applied"]
+    if first is not None and last is not None and last > first:
+        since = first
+        done_since = chunks.filter(done_q, applied_at=first).aggregate(n=Sum("size"))["n"] or 0
+    moments = [imp.submitted_at, last, totals["last_sent"], totals["last_accepted"]]
+    figures = estimates.estimate(
+        done=done,
+        total=done + (totals["pending_ids"] or 0),
+        since=since,
+        done_since=done_since,
+        last=last,
+        moved=max((m for m in moments if m is not None), default=None),
+        now=now,
+    )
+    notice = _worker_notice(imp, totals, now)
+    why = ""
+    if notice is not None:
+        why = _WHY[notice["kind"]]
+    elif totals["accepted"] and not totals["unsent"] and not totals["sending"]:
+        why = f"the API is still applying {totals['accepted']} call{pluralize(totals['accepted'])}"
+    totals.update(
+        ids=ids,
+        done_ids=done,
+        percent=int(100 * done / ids) if ids else 0,
+        eta=figures.seconds_left,
+        left=estimates.duration(figures.seconds_left) if figures.seconds_left else "",
+        stalled=estimates.duration(figures.stalled_for) if figures.stalled_for else "",
+        why=why,
+        notice=notice,
+    )
     return totals
+
+
+_WHY = {
+    "no-worker": "no worker is running",
+    "waiting": "waiting for a worker",
+    "takeover": "waiting for a lease to end",
+}
+
+
+def _worker_notice(imp: Import, totals: dict[str, Any], now: Any) -> dict[str, Any] | None:
+    """Whether a live worker is doing what this import waits for (Worker: the heartbeats):
+    None when one is, or nothing waits for a worker."""
+    if imp.state not in (Import.SUBMITTING, Import.SUBMITTED):
+        return None
+    alive = Worker.objects.alive()
+    earliest = alive.aggregate(first=Min("started"))["first"]
+    if earliest is None:
+        return {"kind": "no-worker"}
+
+    def holder_gone(lease_until: Any) -> bool:
+        # Claimed (or its lease renewed) at lease_until - the lease: a live worker that started
+        # after that can't hold it, and one whose lease ran out is taken over by the next sweep.
+        return lease_until <= now or earliest > lease_until - send_lease()
+
+    if totals["sending"]:
+        sending = Chunk.objects.filter(import_run=imp, state=Chunk.SENDING).order_by("lease_until")
+        orphans = [c for c in sending.only("number", "lease_until") if holder_gone(c.lease_until)]
+        if orphans:
+            first = orphans[0]
+            what = f"Chunk {first.number} was"
+            if len(orphans) > 1:
+                what = f"Chunks {', '.join(str(c.number) for c in orphans)} were"
+            return estimates.takeover(
+                f"{what} being sent by a worker that stopped", first.lease_until, now
+            )
+    if (
+        imp.state == Import.SUBMITTING
+        and not totals["sending"]
+        and (totals["unsent"] or not totals["chunks"])
+    ):
+        notice: dict[str, Any] = {"kind": "waiting"}
+        if imp.lease_until is not None and imp.lease_until > now and holder_gone(imp.lease_until):
+            # A worker that stopped may have taken it: a live one takes it over by then.
+            notice["at"] = imp.lease_until
+        return notice
+    return None
 
 
 # --- What people do to a submitted import -------------------------------------------------------

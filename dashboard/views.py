@@ -415,10 +415,12 @@ def _detail_context(imp: Import, user: Any) -> dict[str, Any]:
         context["format_form"] = FormatForm(
             initial={"delimiter": imp.delimiter, "has_header": imp.has_header}
         )
+    if imp.state == Import.VALIDATING:
+        context["validation"] = imports.validation_progress(imp)
     if imp.state not in (Import.UPLOADED, Import.MAPPED, Import.VALIDATING):
         context.update(_preview_context(imp))
         chunks = list(imp.chunks.all())
-        if chunks:
+        if chunks or imp.state == Import.SUBMITTING:  # not cut yet: the ledger says why
             context["chunks"] = chunks
             context["submission"] = submission.progress(imp)
             context["applied_chart"] = _applied_chart(imp, chunks)

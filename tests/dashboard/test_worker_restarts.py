@@ -101,6 +101,7 @@ def test_each_thread_of_the_worker_keeps_its_database_connection(monkeypatch, se
     monkeypatch.setattr(worker.Command, "_run_db_worker", run_db_worker)
     monkeypatch.setattr(worker.Command, "_sweep_forever", lambda self, every: None)
     monkeypatch.setattr(worker, "_warm_validation_pool", lambda: None)
+    monkeypatch.setattr(worker.Heartbeat, "start", lambda self: None)  # no database here
     worker.Command().handle(sweep_every=10.0, interval=0.2, lanes=2)
     assert seen == [settings.WORKER_DATABASE_CONN_MAX_AGE] and seen[0] == 300
 

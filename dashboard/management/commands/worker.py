@@ -29,6 +29,7 @@ from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
 from dashboard import processes, wakeups
+from dashboard.models import Worker as WorkerRow
 
 logger = logging.getLogger("audiences.worker")
 
@@ -70,6 +71,14 @@ class Command(BaseCommand):
         # Each thread (lane, sweeper) keeps its connection between polls; health checks (on
         # PostgreSQL) and the outage handling below replace one that broke.
         _keep_connections()
+        heartbeat = Heartbeat(settings.TASK_QUEUES)
+        heartbeat.start()
+        try:
+            self._run(options)
+        finally:
+            heartbeat.stop()  # a clean exit; a killed worker's row falls silent instead
+
+    def _run(self, options: dict[str, Any]) -> None:
         sweeper = threading.Thread(
             target=self._sweep_forever, args=(options["sweep_every"],), daemon=True
         )
@@ -202,6 +211,63 @@ class Command(BaseCommand):
                 logger.exception("%s failed; retrying", sweep.__module__)
             finally:
                 close_old_connections()
+
+
+class Heartbeat:
+    """This worker's row (dashboard.models.Worker): written as it starts, then every BEAT_EVERY
+    seconds, and removed as it stops cleanly; pages read it to say whether a live worker is
+    doing their work.
+
+    A thread of its own, not the sweeps': a sweep may take longer than a worker may stay silent
+    (a slow API's polls), and a beat is one UPDATE, on a connection not kept between beats.
+    """
+
+    def __init__(self, queues: list[str]) -> None:
+        self.queues = list(queues)
+        self.row: WorkerRow | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def beat(self) -> None:
+        """One beat: the row's last_seen now, the row written anew if it is missing (the first
+        beat, or the sweep pruned it while the database was out of reach)."""
+        if self.row is not None and self.row.beat():
+            return
+        if not self.stopping.is_set():
+            self.row = WorkerRow.register(self.queues)
+
+    def _beat_forever(self) -> None:
+        while True:
+            try:
+                self.beat()
+            except DATABASE_DOWN:
+                pass  # the next beat tries again; a long outage makes it look dead, rightly
+            except Exception:
+                logger.exception("the worker's heartbeat failed; retrying")
+            finally:
+                connections.close_all()  # this thread's
+            if self.stopping.wait(WorkerRow.BEAT_EVERY):
+                return
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=WorkerRow.BEAT_EVERY)
+        if self.row is None:
+            return
+        try:
+            WorkerRow.objects.filter(pk=self.row.pk).delete()
+        except Exception as exc:
+            logger.warning("the worker's heartbeat row stays (%s): it falls silent", _line(exc))
+
+
+def sweep() -> int:
+    """The workers' sweep of their own rows: a killed worker's row goes after PRUNE_AFTER."""
+    WorkerRow.objects.prune()
+    return 0  # not work left behind by a killed worker: nothing to report
 
 
 # Is a task of this queue and backend due? The status is written out, not a parameter, so that
