@@ -202,10 +202,10 @@ def _detect(head: bytes, cut: bool, later: tuple[bytes, bool] | None) -> str:
         return "utf-8"
     # Latin-1 and Windows-1252 differ only in 0x80-0x9F: control characters no text holds in
     # Latin-1, letters and punctuation (€ ’ “ ” – Š œ) in Windows-1252. So Windows-1252, what
-    # Excel writes, reads every Latin-1 text file the same and wins ties; Latin-1 only reads
-    # the bytes that Windows-1252 leaves undefined (0x81 0x8D 0x8F 0x90 0x9D), which Mac Roman
-    # reads as letters (Å ç è ê ù).
-    # On a tie, the line ends decide: a lone CR ends lines on the Macs that wrote Mac Roman.
+    # Excel writes, reads every Latin-1 text file the same and wins a tie with it; Latin-1 is
+    # left the bytes Windows-1252 has no character for (0x81 0x8D 0x8F 0x90 0x9D), which Mac
+    # Roman reads as letters (Å ç è ê ù). Between Windows-1252 and Mac Roman, a tie goes to the
+    # one the line ends point to: a lone CR ended lines on the Macs that wrote Mac Roman.
     order = ["windows-1252", "iso-8859-1", "mac-roman"]
     if b"\r" in lines and b"\n" not in lines:
         order.insert(0, order.pop())
