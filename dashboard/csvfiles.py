@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import re
+import unicodedata
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -130,40 +131,193 @@ def read_head(stream: BinaryIO, size: int = SNIFF_BYTES) -> bytes:
     return head
 
 
-def _decode_head(head: bytes, cut: bool) -> tuple[str, str]:
-    """(encoding, text); ``cut`` says the head stops before the end of the file."""
+# The encodings a file can be read in: the codec's name (as an import stores it) and what a
+# person reads. Excel writes UTF-8 ("CSV UTF-8", with a byte order mark), Windows-1252 ("CSV" on
+# Windows), UTF-16 ("Unicode text", with a byte order mark) and, on old Macs, Mac Roman.
+ENCODINGS = {
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8 with BOM",
+    "utf-16": "UTF-16",
+    "windows-1252": "Windows-1252 (Western European, Excel on Windows)",
+    "iso-8859-1": "Latin-1 (ISO-8859-1)",
+    "mac-roman": "Mac Roman",
+}
+UTF8 = ("utf-8", "utf-8-sig")
+
+
+def encoding_name(encoding: str) -> str:
+    """The short name of an encoding, for messages: "Windows-1252", "UTF-16"."""
+    return ENCODINGS.get(encoding, encoding).split(" (")[0].removesuffix(" with BOM")
+
+
+def decode_head(
+    head: bytes, cut: bool, encoding: str | None = None, later: tuple[bytes, bool] | None = None
+) -> tuple[str, str]:
+    """(encoding, text) of a file's first bytes, read in ``encoding`` or in the one they are
+    found to be in; ``cut`` says the head stops before the end of the file. ``later`` is the
+    first part of the file with a byte above ASCII, when the head has none (see sample_at)."""
+    if encoding is None:
+        encoding = _detect(head, cut, later)
+    elif encoding == "utf-8" and head.startswith(codecs.BOM_UTF8):
+        encoding = "utf-8-sig"  # a byte order mark is never data: it must not reach a header
+    if encoding in UTF8:
+        body = head[3:] if head.startswith(codecs.BOM_UTF8) else head
+        if b"\x00" in body:
+            raise _nul_problem(body)
+        return encoding, _utf8_text(body, cut)
+    try:
+        # Incremental, not final when cut: the head may end in the middle of a UTF-16 character.
+        text = codecs.getincrementaldecoder(encoding)().decode(head, final=not cut)
+    except UnicodeDecodeError as exc:
+        raise FileProblem(_not_encoding_message(encoding, exc)) from None
+    if "\x00" in text:
+        raise _nul_problem(b"" if encoding == "utf-16" else head)
+    return encoding, text
+
+
+def _detect(head: bytes, cut: bool, later: tuple[bytes, bool] | None) -> str:
+    """The encoding a file's first bytes are in.
+
+    A byte order mark says it. Without one, bytes that read as UTF-8 are UTF-8: text in a
+    single-byte encoding almost never does. Otherwise the file is in one of the single-byte
+    encodings of Western European spreadsheets, the one whose reading of the bytes above 0x7F
+    looks most like text (_odd_characters). That rule is deterministic and its mistakes show in
+    the preview, where the encoding can be changed; charset-normalizer, tried on a few lines of
+    each, took Excel's Windows-1252 for Mac Roman and the reverse.
+    """
     if head.startswith(codecs.BOM_UTF8):
-        encoding, body = "utf-8-sig", head[3:]
-    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise FileProblem(
-            'The file is UTF-16 encoded. Save it as UTF-8 (in Excel: "CSV UTF-8") and upload '
-            "it again."
-        )
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\x00" in head:
+        raise _nul_problem(head)
+    lines = head
+    if later is not None and head.isascii():
+        head, cut = later
+    try:
+        _utf8_text(head, cut)
+    except FileProblem:
+        pass
     else:
-        encoding, body = "utf-8", head
-    if b"\x00" in body:
-        raise FileProblem(
-            "The file contains NUL bytes: it looks like a binary file (or UTF-16 without a "
-            "byte order mark), not a CSV or text file. Upload a UTF-8 CSV or text file."
-        )
+        return "utf-8"
+    # Latin-1 and Windows-1252 differ only in 0x80-0x9F: control characters no text holds in
+    # Latin-1, letters and punctuation (€ ’ “ ” – Š œ) in Windows-1252. So Windows-1252, what
+    # Excel writes, reads every Latin-1 text file the same and wins a tie with it; Latin-1 is
+    # left the bytes Windows-1252 has no character for (0x81 0x8D 0x8F 0x90 0x9D), which Mac
+    # Roman reads as letters (Å ç è ê ù). Between Windows-1252 and Mac Roman, a tie goes to the
+    # one the line ends point to: a lone CR ended lines on the Macs that wrote Mac Roman.
+    order = ["windows-1252", "iso-8859-1", "mac-roman"]
+    if b"\r" in lines and b"\n" not in lines:
+        order.insert(0, order.pop())
+    found = []
+    for rank, encoding in enumerate(order):
+        try:
+            text = head.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        found.append((_odd_characters(text), rank, encoding))
+    return min(found)[2]
+
+
+_NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
+_HIGH_BYTE_RE = re.compile(rb"[\x80-\xff]")
+# Punctuation that sits between two letters in real text: l’ami, l·l.
+_INSIDE_WORDS = "’·"
+
+
+def first_non_ascii(data: bytes) -> int:
+    """Where the first byte above 0x7F of ``data`` is (there must be one)."""
+    return _HIGH_BYTE_RE.search(data).start()  # type: ignore[union-attr]
+
+
+def sample_at(raw: BinaryIO, position: int, size: int) -> tuple[bytes, bool]:
+    """(the bytes of a file from the start of the line that holds ``position``, whether they
+    stop before its end), to tell its encoding by."""
+    start = max(0, position - 1024)
+    raw.seek(start)
+    data = raw.read(position - start + 64 * 1024)
+    raw.seek(0)
+    line = data.rfind(b"\n", 0, position - start) + 1
+    return data[line:], start + len(data) < size
+
+
+def _odd_characters(text: str) -> int:
+    """How many characters above ASCII look out of place in text.
+
+    The same bytes read in the wrong single-byte encoding give control characters, accents
+    standing alone (ˆ ˜ ¸), capitals inside words (MontrÈal, MŸller) and symbols
+    inside words (Espa–a, Voil‡): each counts one.
+    """
+    odd = 0
+    for match in _NON_ASCII_RE.finditer(text):
+        at = match.start()
+        char = match.group()
+        before = text[at - 1] if at else " "
+        after = text[at + 1 : at + 2] or " "
+        category = unicodedata.category(char)
+        if (
+            category[0] == "C"
+            or category == "Sk"
+            or (char.isupper() and (before.islower() or before.isalpha() and after.islower()))
+            or (
+                not char.isalnum()
+                and before.isalpha()
+                and after.isalpha()
+                and char not in _INSIDE_WORDS
+            )
+        ):
+            odd += 1
+    return odd
+
+
+def _utf8_text(body: bytes, cut: bool) -> str:
     # A head cut from a longer file may end in the middle of a character: drop up to 3
     # trailing bytes. A whole file has no such excuse for a bad byte at its end.
     for drop in range(4 if cut else 1):
         try:
-            return encoding, body[: len(body) - drop].decode("utf-8")
+            return body[: len(body) - drop].decode("utf-8")
         except UnicodeDecodeError as exc:
             if not cut or drop == 3 or exc.start < len(body) - 4:
-                raise FileProblem(_not_utf8_message(body, exc.start)) from None
+                raise FileProblem(_not_encoding_message("utf-8", exc)) from None
     raise AssertionError("unreachable")
 
 
-def _not_utf8_message(data: bytes, position: int) -> str:
-    line = data.count(b"\n", 0, position) + 1
-    return (
-        f"The file is not UTF-8: the byte 0x{data[position]:02X} on line {line} is not valid "
-        "UTF-8 (the file may be Latin-1 or Windows-1252). Save it as UTF-8 (in Excel: "
-        '"CSV UTF-8") and upload it again.'
+def _nul_problem(data: bytes) -> FileProblem:
+    # Every other byte NUL: UTF-16 text of Latin letters, saved without the byte order mark
+    # that alone says so for sure (Excel's "Unicode text" has one).
+    pairs = len(data) // 2
+    nuls = sorted((data[0::2].count(0), data[1::2].count(0)))
+    if nuls[1] >= max(4, 0.3 * pairs) and nuls[0] <= 0.05 * nuls[1]:
+        return FileProblem(
+            "The file looks like UTF-16 without a byte order mark (every other byte is a NUL "
+            'byte), which can\'t be read for sure. Save it as UTF-8 (in Excel: "CSV UTF-8") or '
+            'as Excel\'s "Unicode text", and upload it again.'
+        )
+    return FileProblem(
+        "The file contains NUL bytes: it looks like a binary file (or UTF-16 without a byte "
+        "order mark), not a CSV or text file. Upload a UTF-8 CSV or text file."
     )
+
+
+def _not_encoding_message(encoding: str, exc: UnicodeDecodeError) -> str:
+    before = exc.object[: exc.start].decode(encoding, "replace")
+    line = _text_breaks(before) + 1
+    name = encoding_name(encoding)
+    return (
+        f"The file is not {name}: {_bytes_in_words(exc.object[exc.start : exc.end])} on line "
+        f"{line} can't be read as {name}. Choose another encoding, or save the file as UTF-8 "
+        "and upload it again."
+    )
+
+
+def _bytes_in_words(data: bytes) -> str:
+    listed = " ".join(f"0x{b:02X}" for b in data)
+    return f"the byte {listed}" if len(data) == 1 else f"the bytes {listed}"
+
+
+def _text_breaks(text: str) -> int:
+    """Line breaks in text (\r\n is one)."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
 
 
 def _rows(text: str, delimiter: str, limit: int) -> list[list[str]]:
@@ -229,11 +383,16 @@ def _sniff_header(rows: list[list[str]]) -> bool:
     )
 
 
-def sniff(head: bytes) -> Sniffed:
-    """Encoding, delimiter, header and the first rows, from the first bytes of a file."""
+def sniff(
+    head: bytes, encoding: str | None = None, *, later: tuple[bytes, bool] | None = None
+) -> Sniffed:
+    """Encoding, delimiter, header and the first rows, from the first bytes of a file; in
+    ``encoding``, or in the one they are found to be in (see decode_head)."""
     if not head.strip(b" \t\r\n" + codecs.BOM_UTF8):
         raise FileProblem("The file is empty: there is nothing to import.")
-    encoding, text = _decode_head(head, cut=len(head) >= SNIFF_BYTES)
+    encoding, text = decode_head(head, len(head) >= SNIFF_BYTES, encoding, later)
+    if not text.strip(" \t\r\n\ufeff"):
+        raise FileProblem("The file is empty: there is nothing to import.")
     delimiter = _sniff_delimiter(text)
     rows = _rows(text, delimiter, PREVIEW_ROWS + 1)
     if not rows:
@@ -275,8 +434,8 @@ _ESCAPED_BYTE_RE = re.compile("[\udc80-\udcff]")
 def iter_rows(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """(record number, cells) for every non-blank record; the first record is number 1.
 
-    Raises FileProblem, naming the record, on bytes that are not UTF-8, a damaged gzip stream
-    or a cell longer than FIELD_LIMIT (an unmatched quote, usually).
+    Raises FileProblem, naming the record, on bytes that can't be read in ``encoding``, a
+    damaged gzip stream or a cell longer than FIELD_LIMIT (an unmatched quote, usually).
     """
     for first_number, data in iter_blocks(stream, encoding, delimiter):
         yield from parse_block(data, delimiter, first_number)
@@ -367,15 +526,71 @@ def record_boundary(data: bytes, delimiter: str) -> tuple[int, int]:
     return cut, records
 
 
+class _Transcoding(io.RawIOBase):
+    """A file in another encoding, read as UTF-8 bytes, a piece at a time (never decoded whole).
+
+    Bytes that can't be read in the file's encoding end the stream with a FileProblem, raised
+    only once the text before them was read, so that the reader can name their row.
+    """
+
+    def __init__(self, stream: BinaryIO, encoding: str) -> None:
+        self.read_more = getattr(stream, "read1", stream.read)
+        self.decoder = codecs.getincrementaldecoder(encoding)("strict")
+        self.encoding = encoding
+        self.out, self.at = b"", 0
+        self.problem: FileProblem | None = None
+        self.ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self.at == len(self.out):
+            if self.problem is not None:
+                raise self.problem
+            if self.ended:
+                return 0
+            self.out, self.at = self._next_piece(), 0
+        count = min(len(buffer), len(self.out) - self.at)
+        buffer[:count] = memoryview(self.out)[self.at : self.at + count]
+        self.at += count
+        return count
+
+    def _next_piece(self) -> bytes:
+        data = self.read_more(_READ_BYTES)
+        self.ended = not data
+        try:
+            return self.decoder.decode(data, self.ended).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            # exc.object is what the decoder kept from before (a part of a character), then
+            # data: the characters before the bad bytes are read, then the stream ends.
+            kept = len(exc.object) - len(data)
+            self.problem = FileProblem(
+                f"The file is not {encoding_name(self.encoding)} from here on "
+                f"({_bytes_in_words(exc.object[exc.start : exc.end])} can't be read as "
+                f"{encoding_name(self.encoding)}). Choose its encoding when you upload it "
+                "again, or save it as UTF-8."
+            )
+            return self.decoder.decode(data[: max(0, exc.start - kept)]).encode("utf-8")
+
+
+def transcoded(stream: BinaryIO, encoding: str) -> BinaryIO:
+    """The UTF-8 bytes of a stream in ``encoding`` (see _Transcoding)."""
+    return io.BufferedReader(_Transcoding(stream, encoding), _READ_BYTES)  # type: ignore[return-value]
+
+
 def iter_blocks(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tuple[int, bytes]]:
-    """(number of its first record, bytes) of blocks of about BLOCK_BYTES of whole records.
+    """(number of its first record, UTF-8 bytes) of blocks of about BLOCK_BYTES of whole records.
 
     Raises FileProblem, naming the record, when the stream can't be read any further: a
     damaged gzip stream, or one that expands too far (see _Inflating); the whole records read
     before are yielded first.
     """
-    if encoding not in ("utf-8", "utf-8-sig"):
-        raise ValueError(f"unexpected encoding {encoding!r}")
+    if encoding not in UTF8:
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unexpected encoding {encoding!r}")
+        # Blocks are UTF-8 whatever the file's encoding: the pool's processes parse them as such.
+        stream, encoding = transcoded(stream, encoding), "utf-8"
     number = 1
     pending = bytearray()
     first = True
@@ -459,8 +674,8 @@ def parse_block(data: bytes, delimiter: str, first_number: int) -> list[tuple[in
                 if bad:
                     raise FileProblem(
                         f"Row {number}: the file is not UTF-8 from here on (byte "
-                        f"0x{ord(bad.group()) - 0xDC00:02X} is not valid UTF-8). Save the file as "
-                        "UTF-8 and upload it again."
+                        f"0x{ord(bad.group()) - 0xDC00:02X} is not valid UTF-8). Choose its "
+                        "encoding when you upload it again, or save it as UTF-8."
                     )
             append((number, row))
     except csv.Error as exc:

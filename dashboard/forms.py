@@ -141,10 +141,20 @@ class ImportForm(forms.Form):
 
 
 class FormatForm(forms.Form):
+    """How to read an uploaded file: its encoding (a file only: a paste is text), delimiter and
+    header row."""
+
+    # Left out, the import keeps the encoding it was read in.
+    encoding = forms.ChoiceField(choices=list(csvfiles.ENCODINGS.items()), required=False)
     delimiter = forms.ChoiceField(
         choices=[(d, csvfiles.DELIMITER_NAMES[d]) for d in csvfiles.DELIMITERS]
     )
     has_header = forms.BooleanField(required=False, label="The first row is a header")
+
+    def __init__(self, *args: Any, imp: Import, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if imp.source != "file":
+            del self.fields["encoding"]
 
 
 class MappingForm(forms.Form):

@@ -49,10 +49,12 @@ class UploadRefused(Exception):
     """The upload can't become an import; the message says why, for the form."""
 
 
-def _spool(chunks: Any, limit: int, what: str) -> tuple[IO[bytes], int, str]:
-    """Copy the upload to a temporary file, hashing it and enforcing the size limit."""
+def _spool(chunks: Any, limit: int, what: str) -> tuple[IO[bytes], int, str, int | None]:
+    """Copy the upload to a temporary file, hashing it and enforcing the size limit; with the
+    position of its first byte above ASCII (None when it has none), which says its encoding."""
     digest = hashlib.sha256()
     size = 0
+    non_ascii = None
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller
     try:
         for chunk in chunks:
@@ -63,6 +65,8 @@ def _spool(chunks: Any, limit: int, what: str) -> tuple[IO[bytes], int, str]:
                 )
             digest.update(chunk)
             spool.write(chunk)
+            if non_ascii is None and not chunk.isascii():
+                non_ascii = size - len(chunk) + csvfiles.first_non_ascii(chunk)
     except OSError as exc:
         spool.close()
         raise UploadRefused(
@@ -72,7 +76,7 @@ def _spool(chunks: Any, limit: int, what: str) -> tuple[IO[bytes], int, str]:
         spool.close()
         raise
     spool.seek(0)
-    return spool, size, digest.hexdigest()
+    return spool, size, digest.hexdigest(), non_ascii
 
 
 def _human(size: int) -> str:
@@ -101,7 +105,9 @@ def create_import(
         name = os.path.basename(upload.name or "upload.csv")
         if not name.lower().endswith((".csv", ".txt", ".csv.gz", ".txt.gz", ".gz")):
             raise UploadRefused("Upload a .csv or .txt file (optionally gzip-compressed, .gz).")
-        spool, size, sha = _spool(upload.chunks(), settings.IMPORT_MAX_FILE_BYTES, "file")
+        spool, size, sha, non_ascii = _spool(
+            upload.chunks(), settings.IMPORT_MAX_FILE_BYTES, "file"
+        )
         source = "file"
     else:
         raw = (paste or "").encode("utf-8", "surrogatepass")
@@ -110,14 +116,21 @@ def create_import(
                 f"The pasted text ({_human(len(raw))}) is larger than the "
                 f"{_human(settings.IMPORT_MAX_PASTE_BYTES)} allowed; upload it as a file instead."
             )
-        spool, size, sha = _spool([raw], settings.IMPORT_MAX_PASTE_BYTES, "pasted text")
+        spool, size, sha, non_ascii = _spool([raw], settings.IMPORT_MAX_PASTE_BYTES, "pasted text")
         name, source = "pasted text", "paste"
     try:
         stream, raw_file = csvfiles.open_binary(spool)  # type: ignore[arg-type]
         compressed = stream is not raw_file
         try:
             head = csvfiles.read_head(stream)
-            sniffed = csvfiles.sniff(head)
+            later = None
+            # Its first bytes are ASCII, in every encoding: its first line that is not says
+            # which (a big export may have its first accent far down).
+            ascii_head = non_ascii is not None and non_ascii >= len(head)
+            if source == "file" and not compressed and ascii_head:
+                later = csvfiles.sample_at(spool, non_ascii, size)  # type: ignore[arg-type]
+            # A paste came from the browser as text, which we stored as UTF-8.
+            sniffed = csvfiles.sniff(head, "utf-8" if source == "paste" else None, later=later)
         except csvfiles.FileProblem as problem:
             raise UploadRefused(str(problem)) from None
         whole = len(head) < csvfiles.SNIFF_BYTES
@@ -166,6 +179,28 @@ def create_import(
         return imp
     finally:
         spool.close()
+
+
+def read_again(imp: Import, *, delimiter: str, has_header: bool, encoding: str = "") -> None:
+    """Read the file's first rows again as a person chose (the format step), proposing a new
+    mapping; raises FileProblem, leaving the import as it was, when it can't be read so."""
+    with imp.file.open("rb") as handle:
+        stream, _ = csvfiles.open_binary(handle)  # type: ignore[arg-type]
+        head = csvfiles.read_head(stream)
+    chosen = "utf-8" if imp.source == "paste" else encoding or imp.encoding
+    encoding, text = csvfiles.decode_head(head, len(head) >= csvfiles.SNIFF_BYTES, chosen)
+    rows = csvfiles._rows(text, delimiter, csvfiles.PREVIEW_ROWS + 1)
+    columns, preview = csvfiles.table(rows, has_header)
+    if len(columns) > csvfiles.MAX_COLUMNS:
+        raise csvfiles.FileProblem(
+            f"Read that way, the file has more than the {csvfiles.MAX_COLUMNS} columns a "
+            "mapping can hold: choose another delimiter."
+        )
+    imp.encoding, imp.delimiter, imp.has_header = encoding, delimiter, has_header
+    imp.columns, imp.preview = columns, preview
+    imp.mapping = mapping.propose(imp.columns, imp.preview, imp.mode)
+    imp.state = Import.UPLOADED
+    imp.save()
 
 
 def _remove_quietly(storage: Any, name: str) -> None:

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling, push_url
 
 from audiences import rules
-from dashboard import audit, charts, csvfiles, imports, mapping, roles, submission
+from dashboard import audit, charts, csvfiles, imports, roles, submission
 from dashboard.client import ClientError
 from dashboard.forms import (
     AudienceForm,
@@ -412,8 +412,19 @@ def _detail_context(imp: Import, user: Any) -> dict[str, Any]:
     }
     if imp.state in (Import.UPLOADED, Import.MAPPED):
         context["mapping_form"] = MappingForm(imp=imp)
+        context["encoding_name"] = (
+            "UTF-8 (pasted text)"
+            if imp.source == "paste"
+            else csvfiles.ENCODINGS.get(imp.encoding, imp.encoding)
+        )
+        context["delimiter_name"] = csvfiles.DELIMITER_NAMES.get(imp.delimiter, imp.delimiter)
         context["format_form"] = FormatForm(
-            initial={"delimiter": imp.delimiter, "has_header": imp.has_header}
+            imp=imp,
+            initial={
+                "encoding": imp.encoding,
+                "delimiter": imp.delimiter,
+                "has_header": imp.has_header,
+            },
         )
     if imp.state == Import.VALIDATING:
         context["validation"] = imports.validation_progress(imp)
@@ -486,27 +497,16 @@ def import_state(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def import_format(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
-    form = FormatForm(request.POST)
-    if imp.state in (Import.UPLOADED, Import.MAPPED) and form.is_valid():
-        with imp.file.open("rb") as handle:
-            stream, _ = csvfiles.open_binary(handle)
-            head = csvfiles.read_head(stream)
-        text = head.decode(imp.encoding.replace("-sig", ""), "replace").lstrip("\ufeff")
-        rows = csvfiles._rows(text, form.cleaned_data["delimiter"], csvfiles.PREVIEW_ROWS + 1)
-        columns, preview = csvfiles.table(rows, form.cleaned_data["has_header"])
-        if len(columns) > csvfiles.MAX_COLUMNS:
-            messages.error(
-                request,
-                f"Read that way, the file has more than the {csvfiles.MAX_COLUMNS} columns a "
-                "mapping can hold: choose another delimiter.",
-            )
-            return redirect(imp)
-        imp.delimiter = form.cleaned_data["delimiter"]
-        imp.has_header = form.cleaned_data["has_header"]
-        imp.columns, imp.preview = columns, preview
-        imp.mapping = mapping.propose(imp.columns, imp.preview, imp.mode)
-        imp.state = Import.UPLOADED
-        imp.save()
+    form = FormatForm(request.POST, imp=imp)
+    if imp.state not in (Import.UPLOADED, Import.MAPPED):
+        messages.error(request, f"This import is {imp.state}: it can't be read again any more.")
+    elif not form.is_valid():
+        messages.error(request, "Choose an encoding and a delimiter from the lists.")
+    else:
+        try:
+            imports.read_again(imp, **form.cleaned_data)
+        except csvfiles.FileProblem as problem:
+            messages.error(request, str(problem))
     return redirect(imp)
 
 

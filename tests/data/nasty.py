@@ -8,7 +8,9 @@ user must be shown for each file is in tests/data/nasty/expected.json.
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
+import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,20 @@ HERE = Path(__file__).resolve().parent / "nasty"
 def _truncated_gzip() -> bytes:
     packed = gzip.compress(b"user_id\n" + b"".join(b"%06d\n" % i for i in range(2000)), mtime=0)
     return packed[: len(packed) // 2]
+
+
+_NAMES = [
+    ["0002", "Jürgen", "Straße des 17. Juni", "l’été à Köln"],
+    ["0003", "Noël-Chloé", "Genève", 'dit "bonjour"'],
+]
+
+
+def _excel(delimiter: str, line_end: str, codec: str, rows: list[list[str]]) -> bytes:
+    """A table as Excel saves it: a header, cells quoted only when they must be."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator=line_end)
+    writer.writerows([["user_id", "prénom", "ville", "note"], *rows])
+    return out.getvalue().encode(codec)
 
 
 SMALL: dict[str, bytes] = {
@@ -54,6 +70,18 @@ SMALL: dict[str, bytes] = {
     "nul-bytes.csv": b"user_id\n1\x002\n3\n",
     "truncated.csv.gz": _truncated_gzip(),
     "latin1.csv": "user_id,ville\n1,Montréal\n2,Québec\n".encode("latin-1"),
+    # As Excel saves them: "CSV" on Windows in a European locale (Windows-1252, ";"), "Unicode
+    # text" (UTF-16 LE with its byte order mark, tabs), "CSV UTF-8", and "CSV" on an old Mac.
+    "excel-windows-1252.csv": _excel(
+        ";", "\r\n", "cp1252", [["0001", "Zoé", "Zürich", "Prix 12,50 €"], *_NAMES]
+    ),
+    "excel-unicode-text.txt": codecs.BOM_UTF16_LE
+    + _excel("\t", "\r\n", "utf-16-le", [["0001", "Zoé", "東京", "Prix 12,50 €"], *_NAMES]),
+    "excel-csv-utf8.csv": codecs.BOM_UTF8
+    + _excel(",", "\r\n", "utf-8", [["0001", "Zoé", "Zürich", "Prix 12,50 €"], *_NAMES]),
+    "excel-mac-roman.csv": _excel(
+        ",", "\r", "mac_roman", [["0001", "Zoé", "Zürich", "Prix 12,50 €"], *_NAMES]
+    ),
     "utf16.csv": "user_id,city\n1,Paris\n".encode("utf-16"),
     "utf16-no-bom.csv": "user_id,city\n1,Paris\n".encode("utf-16-le"),
 }

@@ -57,6 +57,10 @@ def test_each_nasty_file_gets_the_message_a_user_must_see(marketer, connection, 
     imp = Import.objects.get()
     want = expected["validated"]
     assert imp.columns == want["columns"]
+    if "encoding" in want:
+        assert (imp.encoding, imp.delimiter) == (want["encoding"], want["delimiter"])
+    for said in want.get("format_says", []):
+        assert said in text_of(marketer.get(f"/imports/{imp.pk}/"))
     assert (
         marketer.post(f"/imports/{imp.pk}/mapping", proposed_mapping_data(imp)).status_code == 302
     )
