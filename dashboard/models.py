@@ -98,9 +98,23 @@ class Connection(models.Model):
         if slot > now:
             time.sleep(slot - now)
 
-    def client(self, **options: Any) -> AudienceClient:
+    @property
+    def is_paced(self) -> bool:
+        return self.calls_per_second < UNPACED
+
+    def client(self, *, interactive: bool = False, **options: Any) -> AudienceClient:
+        """A client whose calls keep this connection's pace.
+
+        ``interactive`` marks a read a person waits for (a page's panel, a connection test), as
+        opposed to the chunk sends and polls of imports. Such a read still takes a slot of the
+        pace (the server counts every call), and pages ask for it in a fragment loaded after
+        the page, so no page waits on it; the flag is there for the pace to serve these calls
+        before queued chunk sends, once it orders its waiting calls.
+        """
         options.setdefault("pace", self.wait_for_slot)
-        return AudienceClient(self.api_url(), self.project_key, self.rest_key(), **options)
+        client = AudienceClient(self.api_url(), self.project_key, self.rest_key(), **options)
+        client.interactive = interactive  # type: ignore[attr-defined]
+        return client
 
 
 def _idempotency_key() -> str:
