@@ -106,15 +106,16 @@ class Connection(models.Model):
         """A client whose calls keep this connection's pace.
 
         ``interactive`` marks a read a person waits for (a page's panel, a connection test), as
-        opposed to the chunk sends and polls of imports. Such a read still takes a slot of the
-        pace (the server counts every call), and pages ask for it in a fragment loaded after
-        the page, so no page waits on it; the flag is there for the pace to serve these calls
-        before queued chunk sends, once it orders its waiting calls.
+        opposed to the chunk sends and polls of imports. Such a read takes a slot of the pace
+        like any call (the server counts every call); pages ask for it in a panel loaded after
+        the page, so no page waits on it. The flag is where a pace that orders its waiting
+        calls learns which to serve first (pass it on to the pace, e.g. as
+        ``pace=partial(self.wait_for_slot, interactive=interactive)``); today's pace takes
+        the calls in turn, so it is not used yet.
         """
+        del interactive  # not used yet: see above
         options.setdefault("pace", self.wait_for_slot)
-        client = AudienceClient(self.api_url(), self.project_key, self.rest_key(), **options)
-        client.interactive = interactive  # type: ignore[attr-defined]
-        return client
+        return AudienceClient(self.api_url(), self.project_key, self.rest_key(), **options)
 
 
 def _idempotency_key() -> str:
