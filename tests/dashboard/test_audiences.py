@@ -277,3 +277,38 @@ def test_removing_an_audience_that_is_gone_says_what_the_api_answered(admin, con
     r = admin.post(f"/audiences/{connection.pk}/ghost/remove", {"confirm": "ghost"})
     assert r.status_code == 200
     assert any(e.startswith("The API answered AUDIENCE_NOT_FOUND") for e in page_errors(r))
+
+
+# --- Sent by htmx (the button says it waits for the pace) ------------------------------------
+
+
+def test_the_forms_are_sent_by_htmx_and_say_they_wait_for_the_pace(
+    marketer, admin, vip, connection
+):
+    connection.calls_per_second = 1
+    connection.save()
+    form = marketer.get(f"/audiences/new?connection={connection.pk}").content.decode()
+    assert f'hx-post="/audiences/new?connection={connection.pk}"' in form
+    assert "Creating… (paced at 1 call/s)" in form
+    assert "Still waiting for this connection's turn: Embedded API allows 1 call per" in form
+    remove = admin.get(vip).content.decode()
+    assert f'hx-post="{vip}"' in remove and "Removing… (paced at 1 call/s)" in remove
+
+
+def test_a_form_sent_by_htmx_leads_the_browser_on_or_comes_back_with_its_errors(
+    marketer, admin, vip, connection
+):
+    htmx = {"HX-Request": "true"}
+    url = f"/audiences/new?connection={connection.pk}"
+    refused = marketer.post(url, {"name": "vip"}, headers=htmx)
+    assert refused.status_code == 200 and b"<html" not in refused.content
+    assert refused.content.decode().lstrip().startswith("<form")
+    assert page_errors(refused) == ["An audience named vip exists already."]
+    created = marketer.post(url, {"name": "autumn"}, headers=htmx)
+    assert created.status_code == 200
+    assert created["HX-Redirect"] == f"/audiences/{connection.pk}/autumn/"
+    assert "Audience autumn created." in text_of(marketer.get(created["HX-Redirect"]))
+    wrong = admin.post(vip, {"confirm": "VIP"}, headers=htmx)
+    assert page_errors(wrong) == ["Type vip exactly to remove this audience."]
+    removed = admin.post(vip, {"confirm": "vip"}, headers=htmx)
+    assert removed["HX-Redirect"] == f"/audiences/?connection={connection.pk}"
