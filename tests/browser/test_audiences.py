@@ -104,3 +104,25 @@ def test_creating_an_audience_on_a_paced_connection_says_why_it_waits(
     expect(page.get_by_role("heading", name="autumn")).to_be_visible(timeout=20_000)
     expect(page.get_by_text("Audience autumn created.")).to_be_visible()
     expect(page.locator("dl.facts dd.big")).to_have_text("0", timeout=15_000)
+
+
+def test_an_admin_removes_an_audience_the_form_coming_back_until_the_name_is_typed(
+    page, sign_in, admin, connection, api
+):
+    api.create("vip")
+    apply_all_pending()
+    sign_in(admin)
+    page.goto(f"/audiences/{connection.pk}/vip/")
+    expect(page.locator("dl.facts dd.big")).to_have_text("0")
+    page.get_by_role("link", name="Remove…").click()
+    confirm = page.get_by_label("Type the audience's name to confirm", exact=False)
+    confirm.fill("VIP")
+    page.get_by_role("button", name="Remove the audience").click()
+    expect(page.get_by_text("Type vip exactly to remove this audience.")).to_be_visible()
+    page.get_by_label("Type the audience's name to confirm", exact=False).fill("vip")
+    page.get_by_role("button", name="Remove the audience").click()
+    expect(page.get_by_text("Audience vip removed.")).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"/audiences/\?connection={connection.pk}$"))
+    apply_all_pending()
+    page.goto(f"/audiences/{connection.pk}/vip/")
+    expect(page.get_by_text("No audience named vip on Embedded API.")).to_be_visible()
