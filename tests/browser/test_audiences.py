@@ -64,7 +64,7 @@ def test_an_audience_page_shows_at_once_then_its_data_when_the_pace_allows(
     api.update("vip", [{"id": "0130", "action": "add"}, {"id": "0131", "action": "add"}])
     apply_all_pending()
     sign_in(marketer)
-    slot = _pace_taken_for(connection, 3)
+    slot = _pace_taken_for(connection, 4)
 
     page.goto(f"/audiences/{connection.pk}/vip/")
     # The page is there, from the dashboard's own data, while its API call waits for a slot.
