@@ -98,7 +98,22 @@ class Connection(models.Model):
         if slot > now:
             time.sleep(slot - now)
 
-    def client(self, **options: Any) -> AudienceClient:
+    @property
+    def is_paced(self) -> bool:
+        return self.calls_per_second < UNPACED
+
+    def client(self, *, interactive: bool = False, **options: Any) -> AudienceClient:
+        """A client whose calls keep this connection's pace.
+
+        ``interactive`` marks a read a person waits for (a page's panel, a connection test), as
+        opposed to the chunk sends and polls of imports. Such a read takes a slot of the pace
+        like any call (the server counts every call); pages ask for it in a panel loaded after
+        the page, so no page waits on it. The flag is where a pace that orders its waiting
+        calls learns which to serve first (pass it on to the pace, e.g. as
+        ``pace=partial(self.wait_for_slot, interactive=interactive)``); today's pace takes
+        the calls in turn, so it is not used yet.
+        """
+        del interactive  # not used yet: see above
         options.setdefault("pace", self.wait_for_slot)
         return AudienceClient(self.api_url(), self.project_key, self.rest_key(), **options)
 
