@@ -766,6 +766,10 @@ def check_audience(import_id: int) -> None:
     """
     imp = _checkable().select_related("connection", "created_by").filter(pk=import_id).first()
     if imp is None:
+        # Submitted (the cut looks again), cancelled or remapped meanwhile: nothing to ask.
+        Import.objects.filter(pk=import_id, audience_check=Import.CHECK_PENDING).update(
+            audience_check=""
+        )
         return
     check, code, message = audience_answer(imp)
     with transaction.atomic():

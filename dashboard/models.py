@@ -243,7 +243,10 @@ class Import(models.Model):
     @property
     def page_follows(self) -> bool:
         """Whether its page keeps asking for its state: work in flight, or an audience check."""
-        return self.state in self.IN_FLIGHT or self.audience_check == self.CHECK_PENDING
+        return self.state in self.IN_FLIGHT or (
+            self.audience_check == self.CHECK_PENDING
+            and self.state in (self.VALIDATED, self.FAILED)
+        )
 
     @property
     def audience_missing(self) -> bool:

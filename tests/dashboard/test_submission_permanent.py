@@ -8,14 +8,16 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests
+from django.utils import timezone
 
 import dashboard.client
 from audiences.models import Operation
-from dashboard import submission
+from dashboard import imports, submission
 from dashboard.client import ClientError, is_permanent
 from dashboard.models import AuditEvent, Chunk, Connection, Import
 from tests.dashboard.conftest import EMBEDDED, InProcessTransport
@@ -300,3 +302,26 @@ def test_a_call_refused_for_its_size_stops_the_import_and_says_fix_the_file(
     text = text_of(marketer.get(f"/imports/{imp.pk}/"))
     assert "The API refused the rows of this import:" in text and "Fix the file" in text
     assert "Retry failed chunks" not in text and "PAYLOAD_TOO_LARGE" in text
+
+
+# --- A check left behind ----------------------------------------------------------------------
+
+
+def test_a_check_whose_worker_stopped_is_asked_again_and_one_no_longer_needed_is_dropped(
+    marketer, connection, work, network
+):
+    imp = import_file(marketer, connection, work, ROWS, audience="spring")
+    assert marketer.post(f"/imports/{imp.pk}/check-audience").status_code == 302
+    long_ago = timezone.now() - imports.CHECK_LEASE - timedelta(seconds=1)
+    Import.objects.filter(pk=imp.pk).update(audience_checked_at=long_ago)
+    assert imports.check_stale() == 1  # its task is enqueued again, by one sweep
+    assert imports.check_stale() == 0
+    # Cancelled meanwhile: the check has nothing to ask, and the page stops following it.
+    assert marketer.post(f"/imports/{imp.pk}/cancel").status_code == 302
+    views = network.calls["audiences/view"]
+    imports.check_audience(imp.pk)
+    imp.refresh_from_db()
+    assert imp.state == Import.CANCELLED and imp.audience_check == ""
+    assert network.calls["audiences/view"] == views
+    r = marketer.get(f"/imports/{imp.pk}/state", headers={"HX-Request": "true"})
+    assert r.status_code == 286
