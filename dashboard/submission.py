@@ -23,7 +23,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import audit, estimates
+from dashboard import audit, estimates, imports
 from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError, is_permanent
 from dashboard.models import AudienceSnapshot, Chunk, Import, ImportRow, Worker
 
@@ -760,9 +760,7 @@ def _audience_still_there(imp: Import) -> bool:
     """Before the cut, one `view`: an audience missing since the preview (or a key refused)
     fails the import before any chunk is sent. A passing failure (a 503, a timeout) lets the
     submit go on: the chunks' own calls will tell."""
-    from dashboard.imports import audience_answer
-
-    check, code, message = audience_answer(imp)
+    check, code, message = imports.audience_answer(imp)
     now = timezone.now()
     with transaction.atomic():
         Import.objects.filter(pk=imp.pk).update(
