@@ -44,6 +44,11 @@ urlpatterns = [
     path("imports/<int:pk>/cancel", views.import_cancel, name="import-cancel"),
     path("imports/<int:pk>/submit", views.import_submit, name="import-submit"),
     path("imports/<int:pk>/retry", views.import_retry, name="import-retry"),
+    path(
+        "imports/<int:pk>/check-audience",
+        views.import_check_audience,
+        name="import-check-audience",
+    ),
     path("imports/<int:pk>/cancel-unsent", views.import_cancel_unsent, name="import-cancel-unsent"),
     path("imports/<int:pk>/problems", views.import_problems, name="import-problems"),
     path("imports/<int:pk>/problems.csv", views.import_report, name="import-report"),

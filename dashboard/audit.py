@@ -37,6 +37,7 @@ ACTIONS = {
     "import.retried": "Failed chunks retried",
     "import.applied": "Import applied",
     "import.failed": "Import failed",
+    "import.unblocked": "Import's audience found: it can be submitted again",
     "import.undo_prepared": "Undo prepared",
     "chunk.failed": "Chunk failed",
     "member.fixed": "Single fix",

@@ -48,6 +48,24 @@ class ClientError(Exception):
         self.attempts = attempts
 
 
+# 4xx answers that a later, identical call may not get: a timeout, a conflict, too early.
+_PASSING_4XX = frozenset({408, 409, 425, 429})
+
+
+def is_permanent(error: ClientError) -> bool:
+    """Whether sending the same call again would get the same refusal: the API said no to the
+    request itself (400 validation codes, 413), to the key (401, 403), to the audience or the
+    route (404, 405). Only a person can help (create the audience, fix the key or the file).
+
+    A 5xx, a timeout or a lost connection is passing. So is an unknown indexing token: a call
+    sent again (by a person's retry) gets a token of its own where Idempotency-Keys are unknown.
+    """
+    status = error.status
+    if status is None or not 400 <= status < 500 or status in _PASSING_4XX:
+        return False
+    return error.error_code != "INDEXING_TOKEN_NOT_FOUND"
+
+
 @dataclass
 class Response:
     status: int

@@ -208,6 +208,29 @@ class Import(models.Model):
     rows_to_note = models.BooleanField(default=False)
     submitted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Whether the audience exists, asked once (one `view`) when validation ends, on "Check
+    # again" and before the cut; the API's words when it doesn't, or when it couldn't say.
+    CHECK_PENDING, CHECK_FOUND, CHECK_MISSING, CHECK_UNKNOWN = (
+        "checking",
+        "found",
+        "missing",
+        "unknown",
+    )
+    AUDIENCE_CHECKS = [
+        ("", "not checked"),
+        (CHECK_PENDING, "being checked"),
+        (CHECK_FOUND, "found"),
+        (CHECK_MISSING, "missing or refused"),  # a retry can't help: create it, fix the key
+        (CHECK_UNKNOWN, "couldn't check"),  # a passing failure: the submit is not held
+    ]
+    audience_check = models.CharField(max_length=8, choices=AUDIENCE_CHECKS, blank=True)
+    audience_checked_at = models.DateTimeField(null=True, blank=True)
+    audience_code = models.CharField(max_length=64, blank=True)
+    audience_message = models.TextField(blank=True)
+    # What stopped the import that no retry can fix (client.is_permanent), in the API's words:
+    # while set, failed chunks are not sent again.
+    stop_code = models.CharField(max_length=64, blank=True)
+    stop_message = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created"]
@@ -233,6 +256,19 @@ class Import(models.Model):
         return min(99, int(100 * self.progress_bytes / self.size))
 
     @property
+    def page_follows(self) -> bool:
+        """Whether its page keeps asking for its state: work in flight, or an audience check."""
+        return self.state in self.IN_FLIGHT or (
+            self.audience_check == self.CHECK_PENDING
+            and self.state in (self.VALIDATED, self.FAILED)
+        )
+
+    @property
+    def audience_missing(self) -> bool:
+        """The last check found the audience missing (or the key refused): nothing is sent."""
+        return self.audience_check == self.CHECK_MISSING
+
+    @property
     def is_ready_to_target(self) -> bool:
         return self.state == self.APPLIED
 
@@ -254,6 +290,10 @@ class Import(models.Model):
         "lease_until": None,
         "validation_run": "",
         "validated_at": None,
+        "audience_check": "",
+        "audience_checked_at": None,
+        "audience_code": "",
+        "audience_message": "",
     }
 
     @property

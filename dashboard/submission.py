@@ -23,8 +23,8 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import audit, estimates
-from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError
+from dashboard import audit, estimates, imports
+from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError, is_permanent
 from dashboard.models import AudienceSnapshot, Chunk, Import, ImportRow, Worker
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,10 @@ class NotSubmittable(Exception):
     pass
 
 
+class NotRetryable(Exception):
+    pass
+
+
 # --- Submitting -------------------------------------------------------------------------------
 
 
@@ -74,6 +78,8 @@ def submit(imp: Import) -> None:
         )
     if not imp.valid_rows:
         raise NotSubmittable("No row is valid: there is nothing to send.")
+    if imp.audience_missing:
+        raise NotSubmittable(f"{stop_reason(imp)} Nothing was sent.")
     with transaction.atomic():
         updated = Import.objects.filter(pk=imp.pk, state=Import.VALIDATED).update(
             state=Import.SUBMITTING,
@@ -101,6 +107,8 @@ def prepare(import_id: int) -> None:
     """
     imp = Import.objects.select_related("connection").filter(pk=import_id).first()
     if imp is None or imp.state != Import.SUBMITTING:
+        return
+    if not Chunk.objects.filter(import_run=imp).exists() and not _audience_still_there(imp):
         return
     with transaction.atomic():
         if Chunk.objects.filter(import_run=imp).exists():
@@ -406,6 +414,8 @@ def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
             lease_until=None,
         ):
             _audit_chunk_failure(imp, chunk, error.error_code, error.error_message)
+            if is_permanent(error):
+                _stop(imp, chunk, error)
         return
     except Exception as error:  # a key that can't be decrypted, say: fail the chunk, say why
         logger.exception("chunk %s could not be sent", chunk.pk)
@@ -483,6 +493,8 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
                 state=Chunk.FAILED, error_code=error.error_code, error_message=error.error_message
             ):
                 _audit_chunk_failure(imp, chunk, error.error_code, error.error_message)
+                if is_permanent(error):  # the audience was removed since
+                    _stop(imp, chunk, error)
             _settle(imp.pk)
             return
         state = None  # a passing failure: ask again later
@@ -551,13 +563,17 @@ def _settle(import_id: int) -> None:
     )
     if changed and new_state in (Import.APPLIED, Import.FAILED):
         imp = Import.objects.select_related("created_by").get(pk=import_id)
+        details: dict[str, Any] = dict(counts)
+        if new_state == Import.FAILED and imp.stop_code:
+            # Stopped early: why, in the API's words (chunk.failed names the chunk).
+            details.update(error_code=imp.stop_code, error_message=imp.stop_message, stopped=True)
         audit.record(
             f"import.{new_state}",
             user=imp.created_by,
             target=imp,
             audience=imp.audience_name,
             result="ok" if new_state == Import.APPLIED else "failed",
-            details=dict(counts),
+            details=details,
         )
         _notify(import_id)
 
@@ -572,6 +588,12 @@ def _notify(import_id: int) -> None:
         body = (
             f"Every chunk of import {imp.pk} ({imp.original_name}) is applied: {imp.audience_name} "
             f"is ready to target.\n\n{link}\n"
+        )
+    elif imp.stop_code:
+        subject = f"Import {imp.pk} into {imp.audience_name} stopped: {imp.stop_code}"
+        body = (
+            f"Import {imp.pk} ({imp.original_name}) stopped: {stop_reason(imp)} Sending again "
+            f"cannot change this; the import page says what can.\n\n{link}\n"
         )
     else:
         failed = imp.chunks.filter(state=Chunk.FAILED).count()
@@ -694,13 +716,131 @@ def _worker_notice(imp: Import, totals: dict[str, Any], now: Any) -> dict[str, A
     return None
 
 
+# --- Errors no retry can fix ---------------------------------------------------------------------
+
+
+def remedy(code: str) -> str:
+    """What can help with an error that sending again can't (client.is_permanent), by its code:
+    "audience" (create it), "key" (fix the connection's key), "connection" (its address, or
+    version) or "file" (the rows themselves)."""
+    if code == "AUDIENCE_NOT_FOUND":
+        return "audience"
+    if code in ("AUTHENTICATION_INVALID", "HTTP_401", "HTTP_403"):
+        return "key"
+    if code in ("NOT_FOUND", "METHOD_NOT_ALLOWED", "HTTP_404", "HTTP_405"):
+        return "connection"
+    return "file"
+
+
+_HELP = {
+    "audience": "create the audience, then import the file again.",
+    "key": "an admin must fix the connection's REST key, then import the file again.",
+    "connection": "an admin must fix the connection's address, then import the file again.",
+    "file": "fix the file, then import it again.",
+}
+
+
+def stop_reason(imp: Import) -> str:
+    """Why the import is stopped (or would be), in words: the stop, else the audience check."""
+    code = imp.stop_code or imp.audience_code
+    message = imp.stop_message or imp.audience_message
+    answered = f"the API answered {code}: {message}"
+    kind = remedy(code)
+    if kind == "audience":
+        return (
+            f"The audience {imp.audience_name} doesn't exist on connection "
+            f"{imp.connection.name} ({answered})."
+        )
+    if kind == "key":
+        return f"The API refuses the REST key of connection {imp.connection.name} ({answered})."
+    return f"The API refused the call ({answered})."
+
+
+def _audience_still_there(imp: Import) -> bool:
+    """Before the cut, one `view`: an audience missing since the preview (or a key refused)
+    fails the import before any chunk is sent. A passing failure (a 503, a timeout) lets the
+    submit go on: the chunks' own calls will tell."""
+    check, code, message = imports.audience_answer(imp)
+    now = timezone.now()
+    with transaction.atomic():
+        Import.objects.filter(pk=imp.pk).update(
+            audience_check=check,
+            audience_checked_at=now,
+            audience_code=code,
+            audience_message=message,
+        )
+        if check != Import.CHECK_MISSING:
+            return True
+        stopped = Import.objects.filter(
+            pk=imp.pk, state=Import.SUBMITTING, chunks__isnull=True
+        ).update(
+            state=Import.FAILED,
+            stop_code=code,
+            stop_message=message,
+            lease_until=None,
+            finished_at=now,
+        )
+        if stopped:
+            audit.record(
+                "import.failed",
+                user=imp.created_by,
+                target=imp,
+                audience=imp.audience_name,
+                result="failed",
+                details={
+                    "stage": "submit",
+                    "error_code": code,
+                    "error_message": message,
+                    "stopped": True,
+                    "chunks_sent": 0,
+                },
+            )
+    if stopped:
+        logger.warning("import %s failed before sending anything: %s %s", imp.pk, code, message)
+        _notify(imp.pk)
+    return False
+
+
+def _stop(imp: Import, chunk: Chunk, error: ClientError) -> None:
+    """A call refused for good: the chunks not sent yet would get the same answer, so none of
+    them is sent, and the import keeps the API's words (retry_failed refuses while it does)."""
+    with transaction.atomic():
+        Import.objects.filter(pk=imp.pk, stop_code="").update(
+            stop_code=error.error_code, stop_message=error.error_message
+        )
+        held = Chunk.objects.filter(import_run_id=imp.pk, state=Chunk.QUEUED).update(
+            state=Chunk.CANCELLED,
+            error_code="NOT_SENT",
+            error_message=(
+                f"Not sent: chunk {chunk.number} was refused with {error.error_code}, "
+                "which sending again can't change."
+            ),
+        )
+    logger.warning(
+        "import %s stopped: chunk %s was refused with %s (%s); %s chunk(s) not sent",
+        imp.pk,
+        chunk.number,
+        error.error_code,
+        error.error_message,
+        held,
+    )
+
+
 # --- What people do to a submitted import -------------------------------------------------------
 
 
 def retry_failed(imp: Import) -> int:
+    """Queue the failed chunks again; NotRetryable when what failed them was permanent."""
     from dashboard.tasks import send_chunks
 
     with transaction.atomic():
+        stopped = Import.objects.select_for_update().filter(pk=imp.pk).exclude(stop_code="")
+        if stopped.exists():
+            imp.refresh_from_db()
+            raise NotRetryable(
+                f"{stop_reason(imp)} Sending again would get the same answer: "
+                f"{_HELP[remedy(imp.stop_code)]}"
+            )
         count = Chunk.objects.filter(import_run=imp, state=Chunk.FAILED).update(
             state=Chunk.QUEUED, lease_until=None
         )

@@ -24,6 +24,11 @@ def validate_import(import_id: int) -> None:
 
 
 @task()
+def check_audience(import_id: int) -> None:
+    imports.check_audience(import_id)
+
+
+@task()
 def prepare_chunks(import_id: int) -> None:
     from dashboard import submission
 

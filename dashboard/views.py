@@ -299,7 +299,9 @@ def audience_detail_panel(request: HttpRequest, connection_pk: int, name: str) -
 @require_http_methods(["GET", "POST"])
 def audience_new(request: HttpRequest) -> HttpResponse:
     conn = _get_connection_for_user(request, request.GET.get("connection"))
-    form = AudienceForm(request.POST or None)
+    # From an import held by its missing audience: the name prefilled, and back there after.
+    form = AudienceForm(request.POST or None, initial={"name": request.GET.get("name", "")})
+    back_to = _import_waiting_for(request, conn)
     if request.method == "POST" and form.is_valid():
         name = form.cleaned_data["name"]
         try:
@@ -331,9 +333,26 @@ def audience_new(request: HttpRequest) -> HttpResponse:
                 audience=name,
                 details={"connection": conn.name, "indexing_token": token},
             )
+            if back_to is not None and back_to.audience_name == name:
+                messages.success(
+                    request, f"Audience {name} created: check again, then submit the import."
+                )
+                return _go(request, back_to.get_absolute_url())
             messages.success(request, f"Audience {name} created.")
             return _go(request, reverse("dashboard:audience-detail", args=[conn.pk, name]))
-    return _form_page(request, "dashboard/audience_form.html", {"form": form, "connection": conn})
+    return _form_page(
+        request,
+        "dashboard/audience_form.html",
+        {"form": form, "connection": conn, "back_to": back_to},
+    )
+
+
+def _import_waiting_for(request: HttpRequest, conn: Connection) -> Import | None:
+    """The import (?import=pk) whose missing audience is being created, if the user may see it."""
+    pk = request.GET.get("import", "")
+    if not pk.isdigit() or not roles.can_read_imports(request.user):
+        return None
+    return Import.objects.filter(pk=int(pk), connection=conn).first()
 
 
 @roles.requires(roles.can_manage_audiences)
@@ -472,7 +491,16 @@ def _detail_context(imp: Import, user: Any) -> dict[str, Any]:
         "can_write": roles.can_manage_audiences(user),
         "can_download": roles.can_download_import(user, imp),
         "can_remap": imp.can_reopen_mapping,
+        "can_manage_connections": roles.can_manage_connections(user),
     }
+    if imp.audience_missing or imp.stop_code:
+        context["stop"] = {
+            "reason": submission.stop_reason(imp),
+            "remedy": submission.remedy(imp.stop_code or imp.audience_code),
+            # Nothing sent yet: once the audience is there, the same import can be submitted.
+            "can_check": imp.state == Import.VALIDATED
+            or (imp.state == Import.FAILED and not imp.chunks.exists()),
+        }
     if imp.state in (Import.UPLOADED, Import.MAPPED):
         context["mapping_form"] = MappingForm(imp=imp)
         context["encoding_name"] = (
@@ -551,7 +579,7 @@ def import_state(request: HttpRequest, pk: int) -> HttpResponse:
     response = render(
         request, "dashboard/import_detail.html#state", _detail_context(imp, request.user)
     )
-    if imp.state not in Import.IN_FLIGHT:
+    if not imp.page_follows:
         response.status_code = HttpResponseStopPolling.status_code
     return response
 
@@ -668,7 +696,11 @@ def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
-    count = submission.retry_failed(imp)
+    try:
+        count = submission.retry_failed(imp)
+    except submission.NotRetryable as refused:
+        messages.error(request, str(refused))
+        return redirect(imp)
     if count:
         audit.record(
             "import.retried",
@@ -680,6 +712,18 @@ def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Sending {count} failed chunk{'s' if count != 1 else ''} again.")
     else:
         messages.error(request, "No chunk has failed: there is nothing to retry.")
+    return redirect(imp)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_POST
+def import_check_audience(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask (in the worker: the API's pace is not the page's) whether the audience exists now."""
+    imp = _get_import_for_user(request, pk, write=True)
+    if imports.request_audience_check(imp):
+        messages.info(request, f"Checking that {imp.audience_name} exists…")
+    else:
+        messages.error(request, "This import can't be submitted any more: nothing to check.")
     return redirect(imp)
 
 

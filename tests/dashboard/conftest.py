@@ -155,6 +155,11 @@ def work(db: None) -> Callable[[], None]:
             for pk in Import.objects.filter(state=Import.VALIDATING).values_list("pk", flat=True):
                 imports.run_validation(pk)
                 progressed += 1
+            # "Check again": the check task's work.
+            checks = Import.objects.filter(audience_check=Import.CHECK_PENDING)
+            for pk in checks.values_list("pk", flat=True):
+                imports.check_audience(pk)
+                progressed += not checks.filter(pk=pk).exists()
             for pk in Import.objects.filter(state=Import.SUBMITTING).values_list("pk", flat=True):
                 if Chunk.objects.filter(import_run_id=pk).exists():
                     if Chunk.objects.filter(import_run_id=pk, state=Chunk.QUEUED).exists():

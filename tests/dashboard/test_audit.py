@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard import app_urls, audit, submission, views_audit
-from dashboard.models import AuditEvent, Chunk, Import
+from dashboard.models import AuditEvent, Chunk, Connection, Import
 from tests.dashboard.helpers import proposed_mapping_data, text_of, upload
 
 IP = "203.0.113.7"
@@ -207,9 +207,17 @@ def test_cancelling_the_unsent_chunks_is_one_event(marketer, connection, vip, wo
     assert (event.user, event.ip, event.details) == (user("mia"), IP, {"unsent_chunks": 2})
 
 
-def test_a_rejected_chunk_is_one_chunk_event_and_one_import_event(marketer, connection, work):
-    imp = validated(marketer, connection, work, audience="later")  # no such audience
+def test_a_rejected_chunk_is_one_chunk_event_and_one_import_event(
+    marketer, connection, vip, work, settings, monkeypatch
+):
+    # The client's retries without their waits.
+    client = Connection.client
+    monkeypatch.setattr(
+        Connection, "client", lambda self, **o: client(self, sleep=lambda s: None, **o)
+    )
+    imp = validated(marketer, connection, work)
     marketer.post(f"/imports/{imp.pk}/submit")
+    settings.AUDIENCE_API_FAULTS = "503:1"  # a passing failure, every time
     start = mark()
     work()
     chunk = Chunk.objects.get()
@@ -220,13 +228,13 @@ def test_a_rejected_chunk_is_one_chunk_event_and_one_import_event(marketer, conn
     assert (chunk_event.user, chunk_event.result, chunk_event.audience) == (
         user("mia"),
         "failed",
-        "later",
+        "vip",
     )
-    assert chunk_event.details["error_code"] == "AUDIENCE_NOT_FOUND"
+    assert chunk_event.details["error_code"] == "SERVICE_UNAVAILABLE"
     assert chunk_event.details["import"] == imp.pk
     assert (import_event.target_id, import_event.result) == (str(imp.pk), "failed")
     # Retried by a person: one event, then the import is applied (one event).
-    connection.client().create("later")
+    settings.AUDIENCE_API_FAULTS = ""
     start = mark()
     assert marketer.post(f"/imports/{imp.pk}/retry", REMOTE_ADDR=IP).status_code == 302
     event = the_one_event(start, "import.retried")
@@ -247,7 +255,11 @@ def test_a_chunk_failing_after_it_was_accepted_is_one_chunk_event(marketer, conn
     work()
     chunk = Chunk.objects.get()
     assert chunk.state == Chunk.FAILED
-    assert [e.action for e in since(start)] == ["chunk.failed", "import.failed"]
+    events = since(start)
+    assert [e.action for e in events] == ["chunk.failed", "import.failed"]
+    # The import's event says why it stopped, in the API's words.
+    assert events[1].details["error_code"] == "AUDIENCE_NOT_FOUND" and events[1].details["stopped"]
+    assert events[1].details["error_message"] == chunk.error_message
 
 
 # --- Audiences and connections -----------------------------------------------------------------

@@ -30,7 +30,15 @@ COLUMN_MODE = {"id_column": 0, "action_column": 1, "attributes": {2: ("number", 
 
 
 @pytest.fixture
-def mixed(marketer, connection, work) -> Import:
+def vip(connection, work) -> str:
+    """The audience the imports go to (the preview offers to submit only into one that exists)."""
+    connection.client().create("vip")
+    work()
+    return "vip"
+
+
+@pytest.fixture
+def mixed(marketer, connection, work, vip) -> Import:
     return import_file(marketer, connection, work, MIXED, mode="column", mapping=COLUMN_MODE)
 
 
@@ -109,7 +117,7 @@ def test_totals_count_thousands_with_separators(marketer, connection, work):
     assert "1,500" in text_of(marketer.get(f"/imports/{imp.pk}/"))
 
 
-def test_a_file_without_problems_has_no_problem_section(marketer, connection, work):
+def test_a_file_without_problems_has_no_problem_section(marketer, connection, work, vip):
     imp = import_file(marketer, connection, work, b"user_id\n1\n2\n")
     page = marketer.get(f"/imports/{imp.pk}/")
     assert b'class="kinds"' not in page.content

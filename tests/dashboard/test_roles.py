@@ -45,6 +45,7 @@ PAGES = {
     "import-cancel": ("POST", MARKETERS),
     "import-submit": ("POST", MARKETERS),
     "import-retry": ("POST", MARKETERS),
+    "import-check-audience": ("POST", MARKETERS),
     "import-cancel-unsent": ("POST", MARKETERS),
     "import-undo": ("POST", MARKETERS),
     "import-problems": ("GET", READERS),

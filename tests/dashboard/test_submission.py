@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audiences.models import Member
 from dashboard import history, submission
-from dashboard.models import Import, SentRow
+from dashboard.models import Connection, Import, SentRow
 
 
 def _validated(
@@ -258,22 +258,30 @@ def test_replace_sends_the_replace_first_then_adds(marketer, connection, vip, wo
     assert _members(connection) == {"x": {"age": 1}, "y": {"age": 2}, "z": {"age": 3}}
 
 
-def test_a_rejected_chunk_fails_with_the_apis_words_and_can_be_retried(marketer, connection, work):
-    imp = _validated(marketer, connection, work, ["a,1", "b,2"], audience="later")
+def test_a_chunk_failed_by_a_passing_error_keeps_the_apis_words_and_can_be_retried(
+    marketer, connection, vip, work, settings, monkeypatch
+):
+    # Retries without their waits (the waits themselves are tested in test_client.py).
+    client = Connection.client
+    monkeypatch.setattr(
+        Connection, "client", lambda self, **o: client(self, sleep=lambda s: None, **o)
+    )
+    imp = _validated(marketer, connection, work, ["a,1", "b,2"])
+    settings.AUDIENCE_API_FAULTS = "503:1"
     submission.submit(imp)
     work()
     imp.refresh_from_db()
     chunk = imp.chunks.get()
-    assert imp.state == "failed" and chunk.state == "failed"
-    assert chunk.error_code == "AUDIENCE_NOT_FOUND" and "later" in chunk.error_message
+    assert imp.state == "failed" and chunk.state == "failed" and not imp.stop_code
+    assert chunk.error_code == "SERVICE_UNAVAILABLE" and "injected" in chunk.error_message
     page = marketer.get(f"/imports/{imp.pk}/")
-    assert b"AUDIENCE_NOT_FOUND" in page.content and b"Retry failed chunks" in page.content
-    connection.client().create("later")
+    assert b"SERVICE_UNAVAILABLE" in page.content and b"Retry failed chunks" in page.content
+    settings.AUDIENCE_API_FAULTS = ""
     assert marketer.post(f"/imports/{imp.pk}/retry").status_code == 302
     work()
     imp.refresh_from_db()
     assert imp.state == "applied"
-    assert _members(connection, "later") == {"a": {"age": 1}, "b": {"age": 2}}
+    assert _members(connection) == {"a": {"age": 1}, "b": {"age": 2}}
 
 
 def test_a_resend_after_a_lost_answer_applies_once(marketer, connection, vip, work):
