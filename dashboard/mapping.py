@@ -7,6 +7,7 @@ the API server runs; this module only turns text cells into the JSON values an A
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from audiences import rules
@@ -34,9 +35,16 @@ _DATE_SPACE_RE = re.compile(
 )
 
 
+# Letters that are no accent on a Latin letter, spelt as their ASCII letters.
+_LETTERS_APART = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d"})
+
+
 def clean_name(header: str) -> str:
-    """A column header as an attribute name: lower-case, [a-z0-9_], at most 30 characters."""
-    name = re.sub(r"[^a-z0-9_]+", "_", header.strip().lower()).strip("_")
+    """A column header as an attribute name: lower-case, [a-z0-9_], at most 30 characters.
+    Accents are dropped, not the letters they sit on: "Prénom" is prenom, not pr_nom."""
+    spelt = header.lower().translate(_LETTERS_APART)
+    plain = unicodedata.normalize("NFKD", spelt).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^a-z0-9_]+", "_", plain.strip().lower()).strip("_")
     name = re.sub(r"_+", "_", name)
     return name[: rules.MAX_ATTRIBUTE_NAME].rstrip("_")
 

@@ -18,9 +18,9 @@ ROWS = [
 ]
 # As the API holds them: the ID column is no attribute, "prénom" becomes a valid name.
 MEMBERS = {
-    "0001": {"pr_nom": "Zoé", "ville": "Zürich"},
-    "0002": {"pr_nom": "Jürgen", "ville": "Straße 5"},
-    "0003": {"pr_nom": "Chloé", "ville": "l’Haÿ-les-Roses, 12 €"},
+    "0001": {"prenom": "Zoé", "ville": "Zürich"},
+    "0002": {"prenom": "Jürgen", "ville": "Straße 5"},
+    "0003": {"prenom": "Chloé", "ville": "l’Haÿ-les-Roses, 12 €"},
 }
 
 

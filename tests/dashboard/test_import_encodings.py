@@ -39,10 +39,10 @@ def attributes(imp: Import) -> dict[str, dict]:
 
 
 EXPECTED = {
-    "0001": {"pr_nom": "Zoé", "ville": "Zürich"},
-    "0002": {"pr_nom": "Jürgen", "ville": "Straße"},
-    "0003": {"pr_nom": "Chloé", "ville": "l’Haÿ-les-Roses"},
-    "0004": {"pr_nom": "Noël", "ville": "Prix 12 €"},
+    "0001": {"prenom": "Zoé", "ville": "Zürich"},
+    "0002": {"prenom": "Jürgen", "ville": "Straße"},
+    "0003": {"prenom": "Chloé", "ville": "l’Haÿ-les-Roses"},
+    "0004": {"prenom": "Noël", "ville": "Prix 12 €"},
 }
 
 
@@ -265,7 +265,7 @@ def test_a_paste_is_utf8_text_and_its_format_step_offers_no_encoding(marketer, c
     marketer.post(f"/imports/{imp.pk}/mapping", proposed_mapping_data(imp))
     work()
     imp.refresh_from_db()
-    assert attributes(imp) == {"0001": {"pr_nom": "Zoé"}, "0002": {"pr_nom": "Jürgen"}}
+    assert attributes(imp) == {"0001": {"prenom": "Zoé"}, "0002": {"prenom": "Jürgen"}}
 
 
 def test_a_paste_that_looks_like_windows_1252_bytes_stays_text(marketer, connection):
@@ -301,4 +301,4 @@ def test_the_validation_pool_reads_every_encoding_as_one_process_does(
         outcomes.append([(r.row_number, r.custom_id, r.attributes) for r in rows_of(imp)])
     assert outcomes[0] == outcomes[1] == outcomes[2]
     assert len(outcomes[0]) == 6_000
-    assert orjson.loads(outcomes[0][-1][2]) == {"pr_nom": "Zoé", "ville": "Köln €"}
+    assert orjson.loads(outcomes[0][-1][2]) == {"prenom": "Zoé", "ville": "Köln €"}
