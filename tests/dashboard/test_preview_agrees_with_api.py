@@ -297,6 +297,9 @@ def test_a_submitted_preview_leaves_the_audience_as_the_preview_said(
     client = connection.client()
     client.create("vip")
     work()
+    # Validated before the audience existed: the preview asks to check again, as a person would.
+    marketer.post(f"/imports/{preview.pk}/check-audience")
+    work()
     r = marketer.post(f"/imports/{preview.pk}/submit")
     assert r.status_code == 302
     work()
@@ -344,6 +347,8 @@ def test_a_submitted_replace_leaves_exactly_the_previewed_ids(
     client = connection.client()
     client.create("vip")
     client.update("vip", [{"action": "add", "id": "old"}])
+    work()
+    marketer.post(f"/imports/{replace_preview.pk}/check-audience")
     work()
     marketer.post(f"/imports/{replace_preview.pk}/submit")
     work()
