@@ -25,7 +25,15 @@ from django.utils import timezone
 
 from dashboard import audit, estimates
 from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError
-from dashboard.models import AudienceSnapshot, Chunk, Connection, Import, ImportRow, Worker
+from dashboard.models import (
+    AudienceSnapshot,
+    Chunk,
+    Connection,
+    Import,
+    ImportRow,
+    Worker,
+    pace_interval,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -712,7 +720,8 @@ def progress(imp: Import) -> dict[str, Any]:
 
     The time left comes from the IDs applied per second since the first chunk was applied (the
     time before it is the cut and the first call's, not the pace), counted down from the last
-    one: it never grows while nothing moves.
+    one: it never grows while nothing moves. On a paced connection the pace bounds it instead:
+    the calls still needed, one per slot (estimates.paced), and the page says so.
     """
     chunks = Chunk.objects.filter(import_run=imp)
     done_q = Q(state__in=Chunk.DONE)
@@ -726,6 +735,7 @@ def progress(imp: Import) -> dict[str, Any]:
         cancelled=Count("id", filter=Q(state=Chunk.CANCELLED)),
         unsent=Count("id", filter=Q(state=Chunk.QUEUED)),
         sending=Count("id", filter=Q(state=Chunk.SENDING)),
+        waiting_for_pace=Count("id", filter=Q(state=Chunk.SENDING, sent_at__isnull=True)),
         accepted=Count("id", filter=Q(state=Chunk.ACCEPTED)),
         first_applied=Min("applied_at", filter=done_q),
         last_applied=Max("applied_at", filter=done_q),
@@ -740,15 +750,33 @@ def progress(imp: Import) -> dict[str, Any]:
         since = first
         done_since = chunks.filter(done_q, applied_at=first).aggregate(n=Sum("size"))["n"] or 0
     moments = [imp.submitted_at, last, totals["last_sent"], totals["last_accepted"]]
-    figures = estimates.estimate(
-        done=done,
-        total=done + (totals["pending_ids"] or 0),
-        since=since,
-        done_since=done_since,
-        last=last,
-        moved=max((m for m in moments if m is not None), default=None),
-        now=now,
-    )
+    moved = max((m for m in moments if m is not None), default=None)
+    conn = imp.connection
+    paced = ""
+    if conn.is_paced() and imp.state in (Import.SUBMITTING, Import.SUBMITTED):
+        # Bound by the pace: the calls still needed (each chunk not sent yet, and one poll of
+        # the audience's newest token, which answers for all), one per slot.
+        calls = totals["unsent"] + totals["waiting_for_pace"]
+        calls += 1 if calls or totals["accepted"] or totals["sending"] else 0
+        if not totals["chunks"]:
+            calls = max(1, imp.valid_rows // max(1, min(conn.chunk_size, 10_000))) + 1
+        figures = estimates.paced(
+            calls=calls,
+            interval=pace_interval(conn.calls_per_second, conn.pace_margin),
+            moved=moved,
+            now=now,
+        )
+        paced = estimates.pace_in_words(conn.calls_per_second)
+    else:
+        figures = estimates.estimate(
+            done=done,
+            total=done + (totals["pending_ids"] or 0),
+            since=since,
+            done_since=done_since,
+            last=last,
+            moved=moved,
+            now=now,
+        )
     notice = _worker_notice(imp, totals, now)
     why = ""
     if notice is not None:
@@ -764,6 +792,7 @@ def progress(imp: Import) -> dict[str, Any]:
         stalled=estimates.duration(figures.stalled_for) if figures.stalled_for else "",
         why=why,
         notice=notice,
+        paced=paced,
     )
     return totals
 
@@ -843,11 +872,12 @@ def cancel_unsent(imp: Import) -> int:
 
 
 def sweep() -> int:
-    """Reclaim what killed workers left, and poll the tokens that are due."""
+    """Reclaim what stopped workers left, and poll the tokens that are due; returns the items
+    taken over from a worker that stopped (its lease ran out), not the ordinary work done."""
     from dashboard.tasks import prepare_chunks, send_chunks
 
     now = timezone.now()
-    done = 0
+    taken_over = 0
     stale = Chunk.objects.filter(state=Chunk.SENDING, lease_until__lt=now)
     for chunk in stale:
         # Sent again with the same Idempotency-Key: applied at most once.
@@ -855,10 +885,11 @@ def sweep() -> int:
             state=Chunk.QUEUED, lease_until=None
         ):
             Import.objects.filter(pk=chunk.import_run_id).update(lease_until=now)
+            taken_over += 1
     submitting = Import.objects.filter(state=Import.SUBMITTING).filter(
         Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True)
     )
-    for pk in submitting.values_list("pk", flat=True):
+    for pk, lease_until in submitting.values_list("pk", "lease_until"):
         claimed = (
             Import.objects.filter(pk=pk, state=Import.SUBMITTING)
             .filter(Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True))
@@ -866,18 +897,23 @@ def sweep() -> int:
         )
         if not claimed:
             continue
+        # A lease that ran out was a stopped worker's; none is work no worker took yet.
+        stopped = lease_until is not None
         if not Chunk.objects.filter(import_run_id=pk).exists():
             _enqueue(prepare_chunks, pk)
-            done += 1
         elif Chunk.objects.filter(import_run_id=pk, state=Chunk.QUEUED).exists():
             _enqueue(send_chunks, pk)
-            done += 1
         else:
             _settle(pk)
+            continue
+        if stopped:
+            taken_over += 1
+        else:
+            logger.info("import %s had chunks to send and no worker on them: queued", pk)
     for pk in Import.objects.filter(rows_to_note=True).values_list("pk", flat=True):
         note_sent(pk)  # its worker was killed between the cut and the note
-    done += poll_due()
-    return done
+    poll_due()
+    return taken_over
 
 
 def counts_by_state(imp: Import) -> dict[str, int]:

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling, push_url
 
 from audiences import rules
-from dashboard import audit, charts, csvfiles, imports, roles, submission
+from dashboard import audit, calls, charts, csvfiles, imports, roles, submission
 from dashboard.client import ClientError
 from dashboard.forms import (
     AudienceForm,
@@ -142,7 +142,8 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
             )
         messages.success(request, f"Connection {conn.name} saved.")
         return redirect(conn)
-    return render(request, "dashboard/connection_form.html", {"form": form, "connection": conn})
+    context = {"form": form, "connection": conn, "calls": calls.recent(conn)}
+    return render(request, "dashboard/connection_form.html", context)
 
 
 def _connection_details(conn: Connection) -> dict[str, Any]:
