@@ -30,7 +30,7 @@ MAX_CHUNK_SIZE = 10_000
 UNPACED = 1000
 # A paced connection's margin (Connection.pace_margin): where it starts and the least it may be,
 # the most it may grow to, and what each call that goes through leaves of it.
-PACE_MARGIN = 0.04
+PACE_MARGIN = 0.05
 MAX_PACE_MARGIN = 0.5
 PACE_MARGIN_DECAY = 0.98
 
@@ -129,7 +129,7 @@ class Connection(models.Model):
                 .only("next_call_at", "pace_margin")
                 .get(pk=self.pk)
             )
-            margin = min(MAX_PACE_MARGIN, reserved.pace_margin * 1.5 + 0.02)
+            margin = min(MAX_PACE_MARGIN, reserved.pace_margin * 1.5 + 0.03)
             interval = pace_interval(self.calls_per_second, margin)
             after = time.time() + (retry_after if retry_after is not None else interval)
             Connection.objects.filter(pk=self.pk).update(
