@@ -625,7 +625,8 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
     # From the answer, not the question: a slow answer does not make the next poll due at once.
     answered = timezone.now()
     regular = chunk.accepted_at + timedelta(seconds=FIRST_POLL)
-    if state is not None and not chunk.polls and answered < regular:
+    paced = imp.connection.is_paced()  # where every look costs a slot: none is early
+    if state is not None and not chunk.polls and answered < regular and not paced:
         # An early look (EARLY_POLL) that the server answered: not counted. One that failed
         # is, and backs off as any other.
         Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
@@ -633,7 +634,7 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
         )
         return
     delay = poll_delay(chunk.polls)
-    if imp.connection.is_paced():
+    if paced:
         delay = max(delay, 1 / imp.connection.calls_per_second)  # a poll costs a slot
     Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
         polls=chunk.polls + 1, next_poll_at=answered + timedelta(seconds=delay)
