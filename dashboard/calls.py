@@ -88,10 +88,17 @@ def recent(
     )
 
 
+_pruned = 0.0
+
+
 def sweep() -> int:
-    """Write what is kept in memory, forget counts older than KEEP. Not work left behind."""
+    """Write what is kept in memory; forget counts older than KEEP, at most once an hour.
+    Ordinary upkeep, not work left behind: returns 0."""
     from dashboard.models import CallCount
 
+    global _pruned
     flush()
-    CallCount.objects.filter(minute__lt=timezone.now() - KEEP).delete()
+    if time.monotonic() - _pruned >= 3600 or not _pruned:
+        _pruned = time.monotonic()
+        CallCount.objects.filter(minute__lt=timezone.now() - KEEP).delete()
     return 0
