@@ -879,6 +879,7 @@ def sweep() -> int:
 
     now = timezone.now()
     taken_over = 0
+    requeued: set[int] = set()  # imports whose chunks were just counted
     stale = Chunk.objects.filter(state=Chunk.SENDING, lease_until__lt=now)
     for chunk in stale:
         # Sent again with the same Idempotency-Key: applied at most once.
@@ -887,6 +888,7 @@ def sweep() -> int:
         ):
             Import.objects.filter(pk=chunk.import_run_id).update(lease_until=now)
             taken_over += 1
+            requeued.add(chunk.import_run_id)
     submitting = Import.objects.filter(state=Import.SUBMITTING).filter(
         Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True)
     )
@@ -899,7 +901,7 @@ def sweep() -> int:
         if not claimed:
             continue
         # A lease that ran out was a stopped worker's; none is work no worker took yet.
-        stopped = lease_until is not None
+        stopped = lease_until is not None and pk not in requeued
         if not Chunk.objects.filter(import_run_id=pk).exists():
             _enqueue(prepare_chunks, pk)
         elif Chunk.objects.filter(import_run_id=pk, state=Chunk.QUEUED).exists():
@@ -909,7 +911,7 @@ def sweep() -> int:
             continue
         if stopped:
             taken_over += 1
-        else:
+        elif pk not in requeued:
             logger.info("import %s had chunks to send and no worker on them: queued", pk)
     for pk in Import.objects.filter(rows_to_note=True).values_list("pk", flat=True):
         note_sent(pk)  # its worker was killed between the cut and the note

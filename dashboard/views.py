@@ -176,6 +176,7 @@ def test_connection(conn: Connection) -> dict[str, Any]:
         hints = {
             "AUTHENTICATION_INVALID": "check the project key and the REST API key.",
             "CONNECTION_ERROR": "check the base URL, and that the server is running.",
+            "ANSWER_LOST": "the server was reached but its answer broke off; test it again.",
             "TIMEOUT": "the server is slow or unreachable; check the base URL.",
             "NOT_FOUND": "the base URL does not point at an Audience API.",
         }

@@ -127,3 +127,13 @@ def test_the_sweep_reports_no_work_left_behind_for_ordinary_polls(marketer, pace
     _all_due(imp)
     assert submission.sweep() == 0  # it polled: ordinary work, not a stopped worker's
     assert imp.chunks.get().state == Chunk.APPLIED
+
+
+def test_the_sweep_counts_a_chunk_taken_over_from_a_worker_that_stopped(marketer, paced, work):
+    imp = _validated(marketer, paced, work, ["a,1"])
+    submission.submit(imp)
+    submission._cut(imp)
+    chunk = submission._claim(imp)  # then its worker stopped: the lease runs out
+    Chunk.objects.filter(pk=chunk.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert submission.sweep() == 1  # worth the worker's warning
+    assert imp.chunks.get().state == Chunk.QUEUED
