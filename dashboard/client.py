@@ -206,8 +206,8 @@ class AudienceClient:
                     )
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 if _answer_lost(exc):
-                    # The server was reached and may have done the work: only the key makes
-                    # the retry safe (a write without one is not retried blindly by callers).
+                    # The server was reached and may have done the work: only an
+                    # Idempotency-Key makes the retry of a write safe.
                     error = ClientError(
                         "ANSWER_LOST",
                         f"sent, but the answer was lost ({_short(exc)})",
@@ -246,7 +246,7 @@ class AudienceClient:
             )
             error.attempts = attempt
             paced_retry = error.status == 429 and self.refused is not None
-            if paced_retry:
+            if error.status == 429 and self.refused is not None:
                 # The pace moves the next slot for every caller; a retry waits for it there.
                 self.refused(error.retry_after)
             if error.status == 429:

@@ -137,3 +137,13 @@ def test_the_sweep_counts_a_chunk_taken_over_from_a_worker_that_stopped(marketer
     Chunk.objects.filter(pk=chunk.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
     assert submission.sweep() == 1  # worth the worker's warning
     assert imp.chunks.get().state == Chunk.QUEUED
+
+
+def test_one_worker_sends_an_import_at_one_call_per_second(paced, settings):
+    # More would each claim a chunk and show it sending while only one call can leave.
+    settings.IMPORT_SEND_WORKERS = 4
+    assert submission.senders(paced) == 1
+    paced.calls_per_second = 2.5
+    assert submission.senders(paced) == 2
+    paced.calls_per_second = dashboard.models.UNPACED
+    assert submission.senders(paced) == 4
