@@ -13,10 +13,16 @@ urlpatterns = [
     path("connections/<int:pk>/", views.connection_detail, name="connection-detail"),
     path("connections/<int:pk>/test", views.connection_test, name="connection-test"),
     path("audiences/", views.audience_list, name="audience-list"),
+    path("audiences/panel", views.audience_list_panel, name="audience-list-panel"),
     path("audiences/new", views.audience_new, name="audience-new"),
     path("audiences/check-name", views.audience_check_name, name="audience-check-name"),
     path(
         "audiences/<int:connection_pk>/<str:name>/", views.audience_detail, name="audience-detail"
+    ),
+    path(
+        "audiences/<int:connection_pk>/<str:name>/panel",
+        views.audience_detail_panel,
+        name="audience-detail-panel",
     ),
     path(
         "audiences/<int:connection_pk>/<str:name>/remove",
@@ -44,6 +50,7 @@ urlpatterns = [
     path("imports/<int:pk>/original", views.import_original, name="import-original"),
     path("imports/<int:pk>/undo", views_support.import_undo, name="import-undo"),
     path("support/", views_support.support_lookup, name="support-lookup"),
+    path("support/audiences", views_support.support_lookup_panel, name="support-lookup-panel"),
     path("support/fix", views_support.support_fix, name="support-fix"),
     path("audit/", views_audit.audit_list, name="audit-list"),
     path("audit/export.csv", views_audit.audit_export, name="audit-export"),

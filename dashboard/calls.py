@@ -36,7 +36,7 @@ def _minute(now: datetime) -> datetime:
 
 def count(connection: Connection, route: str, outcome: str) -> None:
     key = (connection.pk, _minute(timezone.now()), route, outcome)
-    if connection.is_paced():
+    if connection.is_paced:
         _add(key, 1)
         return
     global _flushed

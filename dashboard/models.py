@@ -94,13 +94,10 @@ class Connection(models.Model):
         # The embedded connection follows wherever this deployment serves its own API.
         return settings.EMBEDDED_API_URL if self.is_embedded else self.base_url
 
-    def is_paced(self) -> bool:
-        return self.calls_per_second < UNPACED
-
     def wait_for_slot(self) -> None:
         """Pace calls to the connection's calls per second plus its margin, across every
         process (a row lock); each reservation shrinks the margin a little (see refused)."""
-        if not self.is_paced():
+        if not self.is_paced:
             return
         with transaction.atomic():
             reserved = (
@@ -121,7 +118,7 @@ class Connection(models.Model):
     def refused(self, retry_after: float | None) -> None:
         """The server turned a call away for the pace (429): no call of this connection, from
         any process, leaves before its Retry-After, and the margin grows."""
-        if not self.is_paced():
+        if not self.is_paced:
             return
         with transaction.atomic():
             reserved = (
@@ -137,14 +134,29 @@ class Connection(models.Model):
             )
 
     def observe(self, route: str, outcome: str) -> None:
-        """Every call the client made (dashboard.calls counts them); a 429 also moves the pace."""
+        """Every call the client made, counted in one place (dashboard.calls)."""
         from dashboard import calls
 
         calls.count(self, route, outcome)
 
-    def client(self, **options: Any) -> AudienceClient:
+    @property
+    def is_paced(self) -> bool:
+        return self.calls_per_second < UNPACED
+
+    def client(self, *, interactive: bool = False, **options: Any) -> AudienceClient:
+        """A client whose calls keep this connection's pace.
+
+        ``interactive`` marks a read a person waits for (a page's panel, a connection test), as
+        opposed to the chunk sends and polls of imports. Such a read takes a slot of the pace
+        like any call (the server counts every call); pages ask for it in a panel loaded after
+        the page, so no page waits on it. The flag is where a pace that orders its waiting
+        calls learns which to serve first (pass it on to the pace, e.g. as
+        ``pace=partial(self.wait_for_slot, interactive=interactive)``); today's pace takes
+        the calls in turn, so it is not used yet.
+        """
+        del interactive  # not used yet: see above
         options.setdefault("pace", self.wait_for_slot)
-        options.setdefault("refused", self.refused if self.is_paced() else None)
+        options.setdefault("refused", self.refused if self.is_paced else None)
         options.setdefault("observe", self.observe)
         return AudienceClient(self.api_url(), self.project_key, self.rest_key(), **options)
 

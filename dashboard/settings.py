@@ -190,6 +190,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(
     4 * IMPORT_MAX_PASTE_BYTES, IMPORT_MAX_PASTE_BYTES + 16 * 1024 * 1024
 )
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# A page's reads of a paced connection's API (list, view, member views) are kept this many
+# seconds (0: never kept), so that pages don't spend the pace its imports' chunks need
+# (dashboard/api_reads.py). Each process keeps its own: a write anywhere makes all of them ask
+# again (the key carries the connection's last writes, read from the database).
+API_READ_CACHE_SECONDS = env_int("API_READ_CACHE_SECONDS", 5, minimum=0)
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "dashboard",
+        "OPTIONS": {"MAX_ENTRIES": 1000},
+    }
+}
 # Public address of the dashboard, for the links in emails.
 DASHBOARD_URL = env_str("DASHBOARD_URL", "http://127.0.0.1:8000")
 # A chunk still "sending" this many seconds after its last sign of life was abandoned by a

@@ -138,7 +138,7 @@ def senders(conn: Connection) -> int:
     """Workers that may send one import's chunks at once: on a paced connection, no more than
     can have a call out per slot (a call answers within its slot), so that no chunk is claimed,
     and shown as sending, long before its call can leave."""
-    if not conn.is_paced():
+    if not conn.is_paced:
         return settings.IMPORT_SEND_WORKERS
     return max(1, min(settings.IMPORT_SEND_WORKERS, int(conn.calls_per_second)))
 
@@ -305,7 +305,7 @@ def _claim(imp: Import) -> Chunk | None:
         chunk.lease_until = timezone.now() + send_lease()
         # On a paced connection the call leaves at its slot, up to a second or more from now:
         # "Sent" is set then (_send_one), and until then the ledger says it waits for the pace.
-        paced = imp.connection.is_paced()
+        paced = imp.connection.is_paced
         chunk.sent_at = None if paced else chunk.sent_at or timezone.now()
         chunk.save(update_fields=["state", "attempts", "lease_until", "sent_at"])
         return chunk
@@ -466,7 +466,7 @@ def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
 
 
 def _first_poll(conn: Connection, last: bool) -> float:
-    if conn.is_paced():
+    if conn.is_paced:
         return 1 / conn.calls_per_second  # the next slot: sooner would only wait for it
     return EARLY_POLL if last else FIRST_POLL
 
@@ -497,7 +497,7 @@ def poll_due(limit: int = 50) -> int:
         client = clients.get(conn.pk)
         if client is None:
             client = clients[conn.pk] = conn.client(max_attempts=2)
-        if conn.is_paced():
+        if conn.is_paced:
             audience = (conn.pk, imp.audience_name)
             if audience not in audiences:
                 audiences.add(audience)
@@ -625,7 +625,7 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
     # From the answer, not the question: a slow answer does not make the next poll due at once.
     answered = timezone.now()
     regular = chunk.accepted_at + timedelta(seconds=FIRST_POLL)
-    paced = imp.connection.is_paced()  # where every look costs a slot: none is early
+    paced = imp.connection.is_paced  # where every look costs a slot: none is early
     if state is not None and not chunk.polls and answered < regular and not paced:
         # An early look (EARLY_POLL) that the server answered: not counted. One that failed
         # is, and backs off as any other.
@@ -754,7 +754,7 @@ def progress(imp: Import) -> dict[str, Any]:
     moved = max((m for m in moments if m is not None), default=None)
     conn = imp.connection
     paced = ""
-    if conn.is_paced() and imp.state in (Import.SUBMITTING, Import.SUBMITTED):
+    if conn.is_paced and imp.state in (Import.SUBMITTING, Import.SUBMITTED):
         # Bound by the pace: the calls still needed (each chunk not sent yet, and one poll of
         # the audience's newest token, which answers for all), one per slot.
         calls = totals["unsent"] + totals["waiting_for_pace"]

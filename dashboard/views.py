@@ -25,10 +25,10 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling, push_url
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
 from audiences import rules
-from dashboard import audit, calls, charts, csvfiles, imports, roles, submission
+from dashboard import api_reads, audit, calls, charts, csvfiles, imports, roles, submission
 from dashboard.client import ClientError
 from dashboard.forms import (
     AudienceForm,
@@ -171,7 +171,7 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
 def test_connection(conn: Connection) -> dict[str, Any]:
     """Call `list` once and say what happened, in words."""
     try:
-        page = conn.client(max_attempts=1, read_timeout=15).list(limit=1)
+        page = conn.client(max_attempts=1, read_timeout=15, interactive=True).list(limit=1)
     except ClientError as error:
         hints = {
             "AUTHENTICATION_INVALID": "check the project key and the REST API key.",
@@ -205,47 +205,96 @@ def test_connection(conn: Connection) -> dict[str, Any]:
 # --- Audiences (through the connection's API) ---------------------------------------------------------
 
 
+# A page that shows what the API says renders at once, from our own database, with a
+# placeholder that loads the API's part (its "panel") after it: on a paced connection that call
+# waits for its turn behind the chunks of running imports, and no page should wait with it.
+# Each panel has its own address, which without htmx shows the whole page, panel included.
+
+
+def _panel(request: HttpRequest, template: str, context: dict[str, Any], **kw: Any) -> HttpResponse:
+    """The panel alone for htmx's load, else the whole page with the panel in it."""
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(request, f"{template}#panel", context)
+    return render(request, template, {**context, "panel_loaded": True}, **kw)
+
+
+def _audience_list_context(request: HttpRequest) -> dict[str, Any]:
+    conn = _get_connection_for_user(request, request.GET.get("connection"))
+    cursor = request.GET.get("from", "")
+    query = urlencode([("connection", conn.pk)] + ([("from", cursor)] if cursor else []))
+    return {
+        "connection": conn,
+        "connections": Connection.objects.all(),
+        "cursor": cursor,
+        "panel_url": f"{reverse('dashboard:audience-list-panel')}?{query}",
+    }
+
+
 @roles.requires(roles.can_manage_audiences)
 @require_GET
 def audience_list(request: HttpRequest) -> HttpResponse:
-    conn = _get_connection_for_user(request, request.GET.get("connection"))
-    cursor = request.GET.get("from", "")
-    context: dict[str, Any] = {"connection": conn, "connections": Connection.objects.all()}
+    return render(request, "dashboard/audience_list.html", _audience_list_context(request))
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_GET
+def audience_list_panel(request: HttpRequest) -> HttpResponse:
+    context = _audience_list_context(request)
     try:
-        page = conn.client(max_attempts=2).list(cursor=cursor or None, limit=25)
+        page = api_reads.audiences(context["connection"], context["cursor"] or None)
         context.update(
             audiences=page.get("audiences", []),
             next_from=page.get("next_from") if page.get("has_more") else None,
             count=page.get("count"),
-            first_page=not cursor,
+            first_page=not context["cursor"],
         )
     except ClientError as error:
         context["error"] = _client_error_text(error)
-    return render(request, "dashboard/audience_list.html", context)
+    return _panel(request, "dashboard/audience_list.html", context)
+
+
+def _audience_context(request: HttpRequest, connection_pk: int, name: str) -> dict[str, Any]:
+    conn = _get_connection_for_user(request, connection_pk)
+    imports = Import.objects.filter(connection=conn, audience_name=name)
+    return {
+        "connection": conn,
+        "name": name,
+        "imports": imports[:20],
+        "in_flight": imports.filter(state__in=(Import.SUBMITTING, Import.SUBMITTED)),
+        "can_remove": roles.can_remove_audiences(request.user),
+        "panel_url": reverse("dashboard:audience-detail-panel", args=[conn.pk, name]),
+    }
 
 
 @roles.requires(roles.can_manage_audiences)
 @require_GET
 def audience_detail(request: HttpRequest, connection_pk: int, name: str) -> HttpResponse:
-    conn = _get_connection_for_user(request, connection_pk)
-    context: dict[str, Any] = {"connection": conn, "name": name}
+    context = _audience_context(request, connection_pk, name)
+    return render(request, "dashboard/audience_detail.html", context)
+
+
+@roles.requires(roles.can_manage_audiences)
+@require_GET
+def audience_detail_panel(request: HttpRequest, connection_pk: int, name: str) -> HttpResponse:
+    context = _audience_context(request, connection_pk, name)
+    conn = context["connection"]
+    status = 200
     try:
-        context["audience"] = conn.client(max_attempts=2).view(name)
+        context["audience"] = api_reads.audience(conn, name)
         AudienceSnapshot.note(conn, name, context["audience"].get("nb_ids"))
     except ClientError as error:
         if error.error_code == "AUDIENCE_NOT_FOUND":
-            raise Http404(f"No audience named {name}") from None
-        context["error"] = _client_error_text(error)
-    context["imports"] = Import.objects.filter(connection=conn, audience_name=name)[:20]
-    context["in_flight"] = Import.objects.filter(
-        connection=conn, audience_name=name, state__in=(Import.SUBMITTING, Import.SUBMITTED)
-    )
-    context["can_remove"] = roles.can_remove_audiences(request.user)
+            # The whole page is not found; a panel loaded by htmx says so in a 200, which htmx
+            # swaps in (it swaps no 4xx answer).
+            context["not_found"] = True
+            status = 404
+        else:
+            context["error"] = _client_error_text(error)
     sizes = AudienceSnapshot.objects.filter(connection=conn, audience=name).order_by("-at")[:200]
     context["size_chart"] = charts.step_chart(
         [(s.at, s.nb_ids) for s in sizes], title=f"Size of {name} over time"
     )
-    return render(request, "dashboard/audience_detail.html", context)
+    return _panel(request, "dashboard/audience_detail.html", context, status=status)
 
 
 @roles.requires(roles.can_manage_audiences)
@@ -285,8 +334,8 @@ def audience_new(request: HttpRequest) -> HttpResponse:
                 details={"connection": conn.name, "indexing_token": token},
             )
             messages.success(request, f"Audience {name} created.")
-            return redirect("dashboard:audience-detail", connection_pk=conn.pk, name=name)
-    return render(request, "dashboard/audience_form.html", {"form": form, "connection": conn})
+            return _go(request, reverse("dashboard:audience-detail", args=[conn.pk, name]))
+    return _form_page(request, "dashboard/audience_form.html", {"form": form, "connection": conn})
 
 
 @roles.requires(roles.can_manage_audiences)
@@ -333,10 +382,24 @@ def audience_remove(request: HttpRequest, connection_pk: int, name: str) -> Http
                 details={"connection": conn.name, "indexing_token": token},
             )
             messages.success(request, f"Audience {name} removed.")
-            return redirect(f"{reverse('dashboard:audience-list')}?connection={conn.pk}")
-    return render(
+            return _go(request, f"{reverse('dashboard:audience-list')}?connection={conn.pk}")
+    return _form_page(
         request, "dashboard/audience_remove.html", {"form": form, "connection": conn, "name": name}
     )
+
+
+# Creating and removing an audience call the API while the person waits (the form is sent by
+# htmx, its button saying so): a done form leads the browser on; a refused one is shown again.
+
+
+def _go(request: HttpRequest, url: str) -> HttpResponse:
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _form_page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    if request.htmx and request.method == "POST":
+        return render(request, f"{template}#form", context)
+    return render(request, template, context)
 
 
 # --- Imports -------------------------------------------------------------------------------------

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dashboard import history, roles
+from dashboard import api_reads, history, roles
 from dashboard.client import ClientError
 from dashboard.forms import FixForm, LookupForm
 from dashboard.models import Connection
-from dashboard.views import _get_connection_for_user, _get_import_for_user
+from dashboard.views import _get_connection_for_user, _get_import_for_user, _panel
 
 # What a server without the member-view extensions (Batch) answers them.
 NO_EXTENSION = {"NOT_FOUND", "HTTP_404", "HTTP_405"}
@@ -22,9 +24,9 @@ NO_EXTENSION = {"NOT_FOUND", "HTTP_404", "HTTP_405"}
 
 def _lookup(conn: Connection, custom_id: str) -> dict[str, Any]:
     """Every audience that holds the ID: from the API's extension, else from our history."""
-    result: dict[str, Any] = {"timeline": history.timeline(conn, custom_id)}
+    result: dict[str, Any] = {}
     try:
-        audiences = conn.client(max_attempts=2).member_audiences(custom_id)
+        audiences = api_reads.member_audiences(conn, custom_id)
     except ClientError as error:
         if error.error_code not in NO_EXTENSION:
             result["error"] = f"The API answered {error.error_code}: {error.error_message}"
@@ -36,18 +38,39 @@ def _lookup(conn: Connection, custom_id: str) -> dict[str, Any]:
     return result
 
 
-@roles.requires(roles.can_support)
-@require_GET
-def support_lookup(request: HttpRequest) -> HttpResponse:
+def _lookup_context(request: HttpRequest) -> dict[str, Any]:
+    """The form, and for a valid one the ID's history from our database (the API's part, the
+    audiences holding it, is a panel loaded after the page: see views._panel)."""
     data = request.GET if "id" in request.GET else None
     initial_conn = Connection.objects.first()
     form = LookupForm(data, initial={"connection": initial_conn.pk if initial_conn else None})
     context: dict[str, Any] = {"form": form}
     if data is not None and form.is_valid():
-        conn = form.cleaned_data["connection"]
-        context.update(_lookup(conn, form.cleaned_data["id"]))
-        context.update(custom_id=form.cleaned_data["id"], connection=conn)
-    return render(request, "dashboard/support_lookup.html", context)
+        conn, custom_id = form.cleaned_data["connection"], form.cleaned_data["id"]
+        query = urlencode({"id": custom_id, "connection": conn.pk})
+        context.update(
+            custom_id=custom_id,
+            connection=conn,
+            timeline=history.timeline(conn, custom_id),
+            panel_url=f"{reverse('dashboard:support-lookup-panel')}?{query}",
+        )
+    return context
+
+
+@roles.requires(roles.can_support)
+@require_GET
+def support_lookup(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/support_lookup.html", _lookup_context(request))
+
+
+@roles.requires(roles.can_support)
+@require_GET
+def support_lookup_panel(request: HttpRequest) -> HttpResponse:
+    context = _lookup_context(request)
+    if "custom_id" not in context:
+        return redirect("dashboard:support-lookup")
+    context.update(_lookup(context["connection"], context["custom_id"]))
+    return _panel(request, "dashboard/support_lookup.html", context)
 
 
 @roles.requires(roles.can_support)
@@ -63,7 +86,7 @@ def support_fix(request: HttpRequest) -> HttpResponse:
     current = None
     if audience:
         try:
-            current = conn.client(max_attempts=2).member(audience, custom_id)
+            current = api_reads.member(conn, audience, custom_id)
         except ClientError:
             current = None  # no extension, or the audience is gone: the form still works
     held = current["attributes"] if current else {}

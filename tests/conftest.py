@@ -15,6 +15,16 @@ from audiences.operations import apply_all_pending
 from tests import openapi_check, workers
 
 
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    """Each test starts with nothing kept (pages' API reads, dashboard/api_reads.py): ids of a
+    rolled-back test's rows come back in the next one."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @dataclass
 class ApiClient:
     """Calls the embedded Audience API through real URLs, as a project with a valid key.

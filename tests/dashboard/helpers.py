@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -118,3 +119,34 @@ def problems_of(imp: Import) -> list[tuple[int, str, str, str, str]]:
 
 def rows_of(imp: Import) -> list[ImportRow]:
     return list(ImportRow.objects.filter(import_run=imp).order_by("row_number"))
+
+
+_LOAD_PANEL = re.compile(
+    r'<div id="([\w-]+)" class="api-panel" hx-get="([^"]+)" hx-trigger="load"[^>]*>.*?</div>', re.S
+)
+
+
+@dataclass
+class Loaded:
+    """A page as the browser shows it once htmx has loaded its panels."""
+
+    status_code: int
+    content: bytes
+    panels: list[Any]  # the panels' own answers
+
+
+def after_load(client: Client, page: Any) -> Loaded:
+    """The page with each panel it loads after itself (hx-trigger="load") swapped in, fetched
+    as htmx does (an HX-Request to its hx-get)."""
+    text = page.content.decode()
+    panels = []
+
+    def swap(found: re.Match[str]) -> str:
+        answer = client.get(html.unescape(found.group(2)), headers={"HX-Request": "true"})
+        assert answer.status_code == 200, (found.group(2), answer.status_code)
+        assert b"<html" not in answer.content
+        panels.append(answer)
+        return answer.content.decode()
+
+    text = _LOAD_PANEL.sub(swap, text)
+    return Loaded(page.status_code, text.encode(), panels)

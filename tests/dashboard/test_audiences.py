@@ -8,7 +8,7 @@ import re
 import pytest
 
 from dashboard.models import Connection
-from tests.dashboard.helpers import import_file, page_errors, text_of
+from tests.dashboard.helpers import after_load, import_file, page_errors, text_of
 
 
 def names_on(page, connection) -> list[str]:
@@ -41,14 +41,14 @@ def wrong_key_connection(connection) -> Connection:
 
 
 def test_the_list_pages_through_the_api_with_its_cursor(marketer, connection, thirty):
-    first = marketer.get("/audiences/", {"connection": connection.pk})
+    first = after_load(marketer, marketer.get("/audiences/", {"connection": connection.pk}))
     assert first.status_code == 200
     assert names_on(first, connection) == thirty[::-1][:25]  # newest first, 25 a page
     assert "30 audiences in this project." in text_of(first)
     assert "First page" not in text_of(first)
     link = next_link(first)
     assert link.startswith(f"?connection={connection.pk}&from=")
-    second = marketer.get("/audiences/" + link)
+    second = after_load(marketer, marketer.get("/audiences/" + link))
     assert names_on(second, connection) == thirty[::-1][25:]
     assert next_link(second) is None
     assert f'href="?connection={connection.pk}">First page</a>' in second.content.decode()
@@ -59,7 +59,7 @@ def test_the_list_shows_ids_and_state(marketer, connection, work):
     client.create("vip", "Very important")
     client.update("vip", [{"action": "add", "id": "0130"}, {"action": "add", "id": "0131"}])
     work()
-    text = text_of(marketer.get("/audiences/", {"connection": connection.pk}))
+    text = text_of(after_load(marketer, marketer.get("/audiences/", {"connection": connection.pk})))
     assert re.search(r"vip Very important 2 APPLIED \d{4}-\d\d-\d\dT", text)
 
 
@@ -68,14 +68,16 @@ def test_counts_have_thousands_separators(marketer, connection, work):
     client.create("big")
     client.update("big", [{"action": "add", "id": f"{i:05d}"} for i in range(1234)])
     work()
-    listing = text_of(marketer.get("/audiences/", {"connection": connection.pk}))
+    listing = text_of(
+        after_load(marketer, marketer.get("/audiences/", {"connection": connection.pk}))
+    )
     assert re.search(r"big 1,234 APPLIED", listing), listing
-    detail = text_of(marketer.get(f"/audiences/{connection.pk}/big/"))
+    detail = text_of(after_load(marketer, marketer.get(f"/audiences/{connection.pk}/big/")))
     assert "IDs 1,234" in detail and "1234" not in detail
 
 
 def test_the_list_without_a_connection_given_uses_the_first_one(marketer, connection, thirty):
-    assert names_on(marketer.get("/audiences/"), connection)[0] == "aud-29"
+    assert names_on(after_load(marketer, marketer.get("/audiences/")), connection)[0] == "aud-29"
 
 
 def test_the_list_lets_you_switch_connection(marketer, connection, thirty):
@@ -85,14 +87,14 @@ def test_the_list_lets_you_switch_connection(marketer, connection, thirty):
 
 
 def test_an_empty_project_invites_you_to_create_an_audience(marketer, connection):
-    text = text_of(marketer.get("/audiences/", {"connection": connection.pk}))
+    text = text_of(after_load(marketer, marketer.get("/audiences/", {"connection": connection.pk})))
     assert "No audience in this project yet." in text
     assert "then import IDs into it." in text
 
 
 def test_an_api_error_is_shown_on_the_list_page(marketer, connection):
     conn = wrong_key_connection(connection)
-    r = marketer.get("/audiences/", {"connection": conn.pk})
+    r = after_load(marketer, marketer.get("/audiences/", {"connection": conn.pk}))
     assert r.status_code == 200
     assert "The API answered AUTHENTICATION_INVALID: The REST API key is not valid" in (
         " ".join(page_errors(r))
@@ -102,7 +104,9 @@ def test_an_api_error_is_shown_on_the_list_page(marketer, connection):
 def test_a_cursor_that_is_not_the_apis_is_an_error_on_the_page_not_a_500(
     marketer, connection, thirty
 ):
-    r = marketer.get("/audiences/", {"connection": connection.pk, "from": "forged"})
+    r = after_load(
+        marketer, marketer.get("/audiences/", {"connection": connection.pk, "from": "forged"})
+    )
     assert r.status_code == 200
     assert "is not a cursor of this project; pass the next_from of the previous page" in (
         " ".join(page_errors(r))
@@ -126,7 +130,7 @@ def test_an_audience_shows_its_ids_state_and_dates(marketer, connection, work):
     client.create("vip", "Very important")
     client.update("vip", [{"action": "add", "id": "0130"}, {"action": "add", "id": "0131"}])
     work()
-    r = marketer.get(f"/audiences/{connection.pk}/vip/")
+    r = after_load(marketer, marketer.get(f"/audiences/{connection.pk}/vip/"))
     assert r.status_code == 200
     text = text_of(r)
     assert "Display name Very important" in text
@@ -144,7 +148,12 @@ def test_an_audience_lists_the_imports_into_it(marketer, connection, work):
 
 
 def test_an_unknown_audience_is_not_found(marketer, connection):
-    assert marketer.get(f"/audiences/{connection.pk}/nope/").status_code == 404
+    page = after_load(marketer, marketer.get(f"/audiences/{connection.pk}/nope/"))
+    assert page.status_code == 200  # the page, from our database: its panel says it
+    assert page_errors(page) == ["No audience named nope on Embedded API."]
+    alone = marketer.get(f"/audiences/{connection.pk}/nope/panel")  # the panel's own page
+    assert alone.status_code == 404
+    assert page_errors(alone) == ["No audience named nope on Embedded API."]
 
 
 def test_only_admins_see_the_remove_button(marketer, admin, connection, work):
@@ -260,10 +269,46 @@ def test_an_admin_removes_an_audience_by_typing_its_name(admin, vip, connection,
     assert r["Location"] == f"/audiences/?connection={connection.pk}"
     assert "Audience vip removed." in text_of(admin.get(r["Location"]))
     work()
-    assert admin.get(f"/audiences/{connection.pk}/vip/").status_code == 404
+    page = after_load(admin, admin.get(f"/audiences/{connection.pk}/vip/"))
+    assert page_errors(page) == ["No audience named vip on Embedded API."]
 
 
 def test_removing_an_audience_that_is_gone_says_what_the_api_answered(admin, connection):
     r = admin.post(f"/audiences/{connection.pk}/ghost/remove", {"confirm": "ghost"})
     assert r.status_code == 200
     assert any(e.startswith("The API answered AUDIENCE_NOT_FOUND") for e in page_errors(r))
+
+
+# --- Sent by htmx (the button says it waits for the pace) ------------------------------------
+
+
+def test_the_forms_are_sent_by_htmx_and_say_they_wait_for_the_pace(
+    marketer, admin, vip, connection
+):
+    connection.calls_per_second = 1
+    connection.save()
+    form = marketer.get(f"/audiences/new?connection={connection.pk}").content.decode()
+    assert f'hx-post="/audiences/new?connection={connection.pk}"' in form
+    assert "Creating… (paced at 1 call/s)" in form
+    assert "Still waiting for this connection's turn: Embedded API allows 1 call per" in form
+    remove = admin.get(vip).content.decode()
+    assert f'hx-post="{vip}"' in remove and "Removing… (paced at 1 call/s)" in remove
+
+
+def test_a_form_sent_by_htmx_leads_the_browser_on_or_comes_back_with_its_errors(
+    marketer, admin, vip, connection
+):
+    htmx = {"HX-Request": "true"}
+    url = f"/audiences/new?connection={connection.pk}"
+    refused = marketer.post(url, {"name": "vip"}, headers=htmx)
+    assert refused.status_code == 200 and b"<html" not in refused.content
+    assert refused.content.decode().lstrip().startswith("<form")
+    assert page_errors(refused) == ["An audience named vip exists already."]
+    created = marketer.post(url, {"name": "autumn"}, headers=htmx)
+    assert created.status_code == 200
+    assert created["HX-Redirect"] == f"/audiences/{connection.pk}/autumn/"
+    assert "Audience autumn created." in text_of(marketer.get(created["HX-Redirect"]))
+    wrong = admin.post(vip, {"confirm": "VIP"}, headers=htmx)
+    assert page_errors(wrong) == ["Type vip exactly to remove this audience."]
+    removed = admin.post(vip, {"confirm": "vip"}, headers=htmx)
+    assert removed["HX-Redirect"] == f"/audiences/?connection={connection.pk}"

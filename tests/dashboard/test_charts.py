@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from dashboard import charts, submission
 from dashboard.models import AudienceSnapshot
-from tests.dashboard.helpers import import_file
+from tests.dashboard.helpers import after_load, import_file
 
 
 def test_a_step_chart_draws_each_value_and_describes_itself():
@@ -30,5 +30,5 @@ def test_the_import_and_audience_pages_show_their_charts(marketer, connection, w
     page = marketer.get(f"/imports/{imp.pk}/").content.decode()
     assert "IDs applied over time" in page and "<svg" in page
     assert AudienceSnapshot.objects.filter(audience="vip").latest("at").nb_ids == 3
-    page = marketer.get(f"/audiences/{connection.pk}/vip/").content.decode()
+    page = after_load(marketer, marketer.get(f"/audiences/{connection.pk}/vip/")).content.decode()
     assert "Size over time" in page and "from 3 to 3 IDs" in page

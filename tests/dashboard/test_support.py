@@ -8,7 +8,7 @@ import pytest
 
 from dashboard import submission
 from dashboard.models import AuditEvent, Import
-from tests.dashboard.helpers import import_file, page_errors, text_of
+from tests.dashboard.helpers import after_load, import_file, page_errors, text_of
 
 
 def _applied(client, connection, work, content: bytes, *, audience="vip", mode="add") -> Import:
@@ -62,7 +62,9 @@ def test_lookup_lists_every_audience_from_the_api_and_the_history(
 ):
     _applied(marketer, connection, work, b"id,age,plan\n0130,42,pro\n0131,30,free\n")
     _applied(marketer, connection, work, b"id,age,plan\n0130,43,team\n", audience="news")
-    page = support.get("/support/", {"id": "0130", "connection": connection.pk})
+    page = after_load(
+        support, support.get("/support/", {"id": "0130", "connection": connection.pk})
+    )
     text = text_of(page)
     assert page.status_code == 200
     assert "From the API" in text
@@ -76,7 +78,9 @@ def test_lookup_falls_back_to_the_history_where_the_api_has_no_member_view(
 ):
     _applied(marketer, connection, work, b"id,age,plan\n0130,42,pro\n")
     settings.AUDIENCE_API_EXTENSIONS = False
-    text = text_of(support.get("/support/", {"id": "0130", "connection": connection.pk}))
+    text = text_of(
+        after_load(support, support.get("/support/", {"id": "0130", "connection": connection.pk}))
+    )
     assert "this dashboard's history" in text
     assert "vip" in text and "age: 42" in text
 
@@ -87,7 +91,9 @@ def test_lookup_shows_lists_as_their_items(support, connection, work, audiences)
         [{"action": "add", "id": "0130", "attributes": {"tags": ["newsletter", "vip"], "n": 1}}],
     )
     work()
-    page = support.get("/support/", {"id": "0130", "connection": connection.pk}).content.decode()
+    page = after_load(
+        support, support.get("/support/", {"id": "0130", "connection": connection.pk})
+    ).content.decode()
     assert '<code class="attrs">tags: newsletter, vip; n: 1</code>' in page
     assert "[" not in page.split('class="attrs">', 1)[1].split("</code>")[0]
 
@@ -98,7 +104,9 @@ def test_history_knows_a_later_replace_took_the_id_out(
     _applied(marketer, connection, work, b"id,age,plan\n0130,42,pro\n")
     _applied(marketer, connection, work, b"id,age,plan\n0999,1,free\n", mode="replace")
     settings.AUDIENCE_API_EXTENSIONS = False
-    text = text_of(support.get("/support/", {"id": "0130", "connection": connection.pk}))
+    text = text_of(
+        after_load(support, support.get("/support/", {"id": "0130", "connection": connection.pk}))
+    )
     assert "No audience holds this ID as far as this dashboard knows" in text
 
 

@@ -76,11 +76,14 @@ def test_what_users_supplied_is_shown_as_text_on_every_page(admin, planted):
         f"/imports/{imp.pk}/problems",
         f"/imports/{paste.pk}/",
         f"/imports/{fix.pk}/",
-        "/audiences/",
-        f"/audiences/{conn.pk}/vip/",
-        f"/audiences/{conn.pk}/{quote(IMG)}/",  # a name the API refuses, echoed in the error
+        # The audience pages show what the API says in panels loaded after them.
+        "/audiences/panel",
+        f"/audiences/{conn.pk}/vip/panel",
+        f"/audiences/{conn.pk}/{quote(IMG)}/",
+        f"/audiences/{conn.pk}/{quote(IMG)}/panel",  # a name the API refuses, in the error
         f"/audiences/check-name?{urlencode({'name': SCRIPT})}",
         f"/support/?{urlencode({'id': SCRIPT, 'connection': conn.pk})}",
+        f"/support/audiences?{urlencode({'id': SCRIPT, 'connection': conn.pk})}",
         f"/support/fix?{urlencode({'connection': conn.pk, 'id': SCRIPT, 'audience': 'vip'})}",
         "/audit/",
         f"/audit/?{urlencode({'q': SCRIPT})}",
