@@ -9,6 +9,7 @@ FLUSH_EVERY seconds (and by the sweep), so that counting costs the import nothin
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,8 @@ from django.utils import timezone
 
 if TYPE_CHECKING:
     from dashboard.models import Connection
+
+logger = logging.getLogger(__name__)
 
 FLUSH_EVERY = 5.0
 KEEP = timedelta(days=7)
@@ -55,8 +58,17 @@ def flush() -> int:
         _pending.clear()
         _flushed = time.monotonic()
     for key, n in pending.items():
-        _add(key, n)
+        try:
+            _add(key, n)
+        except Exception:  # counting must never fail the call or sweep that flushes it
+            logger.warning("could not write %s call(s) to %s", n, key[2], exc_info=True)
     return sum(pending.values())
+
+
+def forget() -> None:
+    """Drop the counts kept in memory, unwritten."""
+    with _lock:
+        _pending.clear()
 
 
 def _add(key: tuple[int, datetime, str, str], n: int) -> None:
