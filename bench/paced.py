@@ -8,7 +8,7 @@ faults and once with seeded faults (503s, 429s, answers dropped after the work w
 each run it prints the calls by route and answer (counted by the dashboard, and by the server),
 the calls refused for the pace (the server's limiter, not the injected 429s), submit -> ready,
 the ideal (the sends and the one poll needed, one per second) and the audience page's render
-time, measured a few times while the import runs.
+time (and its API panel's, loaded after it), measured a few times while the import runs.
 
 Usage: .venv/bin/python bench/paced.py [--rows 100000] [--seed 23]
 """
@@ -210,6 +210,7 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
         ),
     ]
     renders: list[float] = []
+    panels: list[float] = []
     try:
         wait_for_port(batch_port)
         wait_for_port(web_port)
@@ -240,6 +241,13 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
                 r = requests.get(page, cookies=cookies, timeout=60)
                 assert r.status_code == 200, r.status_code
                 renders.append(time.perf_counter() - t)
+                # Then its API panel, as htmx asks for it once the page is there.
+                t = time.perf_counter()
+                r = requests.get(
+                    page + "panel", cookies=cookies, headers={"HX-Request": "true"}, timeout=60
+                )
+                assert r.status_code == 200, r.status_code
+                panels.append(time.perf_counter() - t)
                 next_look = time.perf_counter() + 3
             time.sleep(0.05)
         total = time.perf_counter() - started
@@ -270,6 +278,7 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
             n for key, n in answers.items() if " 429 " in key and key.endswith("served")
         ),
         "renders": renders,
+        "panels": panels,
     }
 
 
@@ -287,7 +296,9 @@ def report(result: dict) -> None:
     for key, n in sorted(result["answers"].items()):
         print(f"    {key:45} {n:4}")
     renders = ", ".join(f"{r:.2f}" for r in result["renders"]) or "none"
+    panels = ", ".join(f"{r:.2f}" for r in result["panels"]) or "none"
     print(f"  audience page renders  {renders} s")
+    print(f"  its API panel, after   {panels} s (a read of the API: it waits for a slot)")
 
 
 def main() -> None:
