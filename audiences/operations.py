@@ -351,7 +351,14 @@ def apply_all_pending(older_than: timedelta | None = None) -> int:
 
 
 def sweep() -> int:
-    """The workers' sweep: apply what a killed worker, or a lost enqueue, left IN_PROGRESS."""
+    """The workers' sweep: apply what a killed worker, or a lost enqueue, left IN_PROGRESS.
+
+    Returns 0: an operation that waited that long may as well have queued behind many others,
+    so applying it is ordinary work (logged as such), not a stopped worker's taken over."""
     from django.conf import settings
 
-    return apply_all_pending(older_than=timedelta(seconds=settings.AUDIENCE_API_SWEEP_AFTER))
+    older_than = settings.AUDIENCE_API_SWEEP_AFTER
+    applied = apply_all_pending(older_than=timedelta(seconds=older_than))
+    if applied:
+        logger.info("applied %s operation(s) still in progress after %s s", applied, older_than)
+    return 0

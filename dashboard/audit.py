@@ -128,7 +128,10 @@ def sweep() -> int:
     if time.monotonic() - _last_purge < 3600:
         return 0
     _last_purge = time.monotonic()
-    return purge_expired()
+    purged = purge_expired()
+    if purged:
+        logger.info("purged %s audit event(s) past their retention", purged)
+    return 0  # ordinary upkeep, not work left behind by a worker that stopped
 
 
 @receiver(user_logged_in)

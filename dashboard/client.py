@@ -4,7 +4,8 @@ Built on ``requests``: connect and read timeouts; retries with exponential back-
 connection errors, timeouts, 429 (honouring ``Retry-After``) and 500/502/503/504; no automatic
 retry on other 4xx; an ``Idempotency-Key`` on writes so that a resend can't apply twice; and a
 pace set by the caller (a connection's calls per second, shared by every worker: Batch allows
-about one call per second per project).
+about one call per second per project), told of each refusal for the pace (429), and an
+``observe`` hook that sees every call leave and come back (dashboard.calls counts them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import orjson
 import requests
+from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +143,8 @@ class AudienceClient:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         pace: Callable[[], None] | None = None,
+        refused: Callable[[float | None], None] | None = None,
+        observe: Callable[[str, str], None] | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -158,6 +162,10 @@ class AudienceClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.pace = pace
+        # Told of a 429 (with its Retry-After): the pace then holds every caller back, and the
+        # retry waits for its next slot instead of sleeping on its own.
+        self.refused = refused
+        self.observe = observe
         self.session = session or new_session()
         self.sleep = sleep
 
@@ -178,7 +186,10 @@ class AudienceClient:
         body: Any = None,
         idempotency_key: str | None = None,
         on_retry: Callable[[int, ClientError], None] | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> Response:
+        """The call, retried as the module says. `on_send` runs as each attempt leaves (after
+        the pace): a chunk is "sent" then, not while it waits for its slot."""
         url = f"{self.base_url}/{self.version}/{route}"
         headers = dict(self.headers)
         data = None
@@ -192,23 +203,42 @@ class AudienceClient:
             attempt += 1
             if self.pace is not None:
                 self.pace()  # the connection's calls-per-second limit, shared by all workers
+            if on_send is not None:
+                on_send()
             try:
                 response = self.session.request(
                     method, url, params=params, data=data, headers=headers, timeout=self.timeout
                 )
             except requests.Timeout as exc:
                 if isinstance(exc, requests.ConnectTimeout):
-                    waited = f"could not connect to {self.base_url} within {self.timeout[0]:g} s"
+                    error = ClientError(
+                        "TIMEOUT",
+                        f"could not connect to {self.base_url} within {self.timeout[0]:g} s",
+                        retryable=True,
+                    )
                 else:
-                    waited = f"no answer from {self.base_url} within {self.timeout[1]:g} s"
-                error = ClientError("TIMEOUT", waited, retryable=True)
+                    error = ClientError(
+                        "TIMEOUT",
+                        f"sent, but no answer from {self.base_url} within {self.timeout[1]:g} s",
+                        retryable=True,
+                    )
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                error = ClientError(
-                    "CONNECTION_ERROR",
-                    f"could not reach {self.base_url}: {_short(exc)}",
-                    retryable=True,
-                )
+                if _answer_lost(exc):
+                    # The server was reached and may have done the work: only an
+                    # Idempotency-Key makes the retry of a write safe.
+                    error = ClientError(
+                        "ANSWER_LOST",
+                        f"sent, but the answer was lost ({_short(exc)})",
+                        retryable=True,
+                    )
+                else:
+                    error = ClientError(
+                        "CONNECTION_ERROR",
+                        f"could not reach {self.base_url}: {_short(exc)}",
+                        retryable=True,
+                    )
             except requests.RequestException as exc:
+                self._observe(route, "REQUEST_FAILED")
                 raise ClientError("REQUEST_FAILED", _short(exc), attempts=attempt) from exc
             else:
                 if response.status_code < 400:
@@ -225,10 +255,18 @@ class AudienceClient:
                             retryable=True,
                         )
                     else:
+                        self._observe(route, str(response.status_code))
                         return Response(response.status_code, payload, attempt)
                 else:
                     error = _error_from(response)
+            self._observe(
+                route, f"{error.status} {error.error_code}" if error.status else error.error_code
+            )
             error.attempts = attempt
+            paced_retry = error.status == 429 and self.refused is not None
+            if error.status == 429 and self.refused is not None:
+                # The pace moves the next slot for every caller; a retry waits for it there.
+                self.refused(error.retry_after)
             if error.status == 429:
                 rate_limited += 1
             else:
@@ -239,14 +277,27 @@ class AudienceClient:
                 or rate_limited >= self.max_rate_limited
             ):
                 raise error
+            if idempotency_key and error.error_message.startswith("sent,"):
+                error.error_message += "; asking again with the same Idempotency-Key"
             if on_retry is not None:
                 on_retry(attempt, error)
+            if paced_retry and self.pace is not None:
+                logger.info("%s %s refused for the pace; retrying at the next slot", method, route)
+                continue
             # Each budget grows its own back-off: a run of 429s doesn't lengthen a 503's.
             delay = self._delay(
                 rate_limited if error.status == 429 else failures, error.retry_after
             )
             logger.info("retrying %s %s in %.1f s after %s", method, route, delay, error)
             self.sleep(delay)
+
+    def _observe(self, route: str, outcome: str) -> None:
+        if self.observe is None:
+            return
+        try:
+            self.observe(route, outcome)
+        except Exception:  # counting must never fail a call
+            logger.exception("could not count a call to %s", route)
 
     # --- the Audience API -------------------------------------------------------------------
 
@@ -297,6 +348,17 @@ class AudienceClient:
     def member_audiences(self, custom_id: str) -> list[dict[str, Any]]:
         """Every audience that holds the ID (extension route)."""
         return self.call("GET", "members/view", params={"id": custom_id}).field("audiences")
+
+
+def _answer_lost(exc: Exception) -> bool:
+    """Whether the call reached the server and its answer broke off (reset, cut short), as
+    opposed to a connection that could not be made at all."""
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return True
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, (ProtocolError, ReadTimeoutError))
 
 
 def _short(exc: Exception) -> str:

@@ -63,6 +63,26 @@ def estimate(
     return Estimate(seconds_left=math.ceil(left))
 
 
+def paced(*, calls: int, interval: float, moved: datetime | None, now: datetime) -> Estimate:
+    """The time left for `calls` more calls of a paced connection, one every `interval`
+    seconds: its pace, not a rate measured on the work, is what bounds it. Counted down from
+    the last move (a call that left), so that it never grows while calls leave on time, and
+    never under a second while calls remain; stalled after STALL_AFTER seconds without a move.
+    """
+    if calls <= 0:
+        return Estimate()
+    idle = (now - moved).total_seconds() if moved is not None else 0.0
+    if idle >= STALL_AFTER:
+        return Estimate(stalled_for=int(idle))
+    left = calls * interval - max(0.0, idle)
+    return Estimate(seconds_left=max(1, math.ceil(left)))
+
+
+def pace_in_words(calls_per_second: float) -> str:
+    """ "1 call per second", "2 calls per second", "0.5 calls per second"."""
+    return f"{calls_per_second:g} call{'' if calls_per_second == 1 else 's'} per second"
+
+
 def duration(seconds: float) -> str:
     """A number of seconds as people read it: "45 s", "4 min 10 s", "2 h 5 min"."""
     seconds = max(0, int(seconds))

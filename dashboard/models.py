@@ -28,6 +28,11 @@ MAX_CHUNK_SIZE = 10_000
 # server that answers in under a millisecond is not one to protect, and the pace's shared row
 # costs every call a write: on SQLite, a wait for the one write lock).
 UNPACED = 1000
+# A paced connection's margin (Connection.pace_margin): where it starts and the least it may be,
+# the most it may grow to, and what each call that goes through leaves of it.
+PACE_MARGIN = 0.05
+MAX_PACE_MARGIN = 0.5
+PACE_MARGIN_DECAY = 0.98
 
 
 class RowId(models.BigAutoField):
@@ -62,6 +67,10 @@ class Connection(models.Model):
     next_call_at = models.FloatField(
         default=0.0, editable=False
     )  # time.time() of the next free slot
+    # The share of an interval added to it (0.05: calls 1.05 s apart at 1 call per second): a
+    # call on the exact grid may reach the server's limiter a few milliseconds early. It grows
+    # when the server refuses a call for the pace and shrinks slowly as calls go through.
+    pace_margin = models.FloatField(default=PACE_MARGIN, editable=False)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
 
@@ -86,17 +95,49 @@ class Connection(models.Model):
         return settings.EMBEDDED_API_URL if self.is_embedded else self.base_url
 
     def wait_for_slot(self) -> None:
-        """Pace calls to the connection's calls per second, across every process (a row lock)."""
-        if self.calls_per_second >= UNPACED:
+        """Pace calls to the connection's calls per second plus its margin, across every
+        process (a row lock); each reservation shrinks the margin a little (see refused)."""
+        if not self.is_paced:
             return
-        interval = 1.0 / self.calls_per_second
         with transaction.atomic():
-            reserved = Connection.objects.select_for_update().only("next_call_at").get(pk=self.pk)
+            reserved = (
+                Connection.objects.select_for_update()
+                .only("next_call_at", "pace_margin")
+                .get(pk=self.pk)
+            )
             now = time.time()
             slot = max(now, reserved.next_call_at)
-            Connection.objects.filter(pk=self.pk).update(next_call_at=slot + interval)
+            margin = max(PACE_MARGIN, reserved.pace_margin * PACE_MARGIN_DECAY)
+            Connection.objects.filter(pk=self.pk).update(
+                next_call_at=slot + pace_interval(self.calls_per_second, margin),
+                pace_margin=margin,
+            )
         if slot > now:
             time.sleep(slot - now)
+
+    def refused(self, retry_after: float | None) -> None:
+        """The server turned a call away for the pace (429): no call of this connection, from
+        any process, leaves before its Retry-After, and the margin grows."""
+        if not self.is_paced:
+            return
+        with transaction.atomic():
+            reserved = (
+                Connection.objects.select_for_update()
+                .only("next_call_at", "pace_margin")
+                .get(pk=self.pk)
+            )
+            margin = min(MAX_PACE_MARGIN, reserved.pace_margin * 1.5 + 0.03)
+            interval = pace_interval(self.calls_per_second, margin)
+            after = time.time() + (retry_after if retry_after is not None else interval)
+            Connection.objects.filter(pk=self.pk).update(
+                next_call_at=max(reserved.next_call_at, after), pace_margin=margin
+            )
+
+    def observe(self, route: str, outcome: str) -> None:
+        """Every call the client made, counted in one place (dashboard.calls)."""
+        from dashboard import calls
+
+        calls.count(self, route, outcome)
 
     @property
     def is_paced(self) -> bool:
@@ -115,7 +156,13 @@ class Connection(models.Model):
         """
         del interactive  # not used yet: see above
         options.setdefault("pace", self.wait_for_slot)
+        options.setdefault("refused", self.refused if self.is_paced else None)
+        options.setdefault("observe", self.observe)
         return AudienceClient(self.api_url(), self.project_key, self.rest_key(), **options)
+
+
+def pace_interval(calls_per_second: float, margin: float) -> float:
+    return (1.0 + margin) / calls_per_second
 
 
 def _idempotency_key() -> str:
@@ -584,3 +631,24 @@ class Worker(models.Model):
         """One UPDATE; False when the row is gone (pruned while the database was away)."""
         self.last_seen = timezone.now()
         return bool(Worker.objects.filter(pk=self.pk).update(last_seen=self.last_seen))
+
+
+class CallCount(models.Model):
+    """Calls made to a connection's API in one minute, by route and outcome ("200", "202",
+    "429 TOO_MANY_REQUESTS", "CONNECTION_ERROR"...): every call of the client, one place."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="calls")
+    minute = models.DateTimeField()
+    route = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=120)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "minute", "route", "outcome"], name="call_count_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} × {self.route} {self.outcome} at {self.minute:%H:%M}"

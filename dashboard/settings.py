@@ -229,6 +229,7 @@ WORKER_SWEEPS = [
     "dashboard.submission.sweep",
     "dashboard.audit.sweep",
     "dashboard.tasks.sweep",
+    "dashboard.calls.sweep",  # the API calls counted in memory, and counts past a week
     "dashboard.management.commands.worker.sweep",  # the heartbeats of workers long dead
 ]
 # The database queue's finished tasks older than this many hours are deleted by the workers'

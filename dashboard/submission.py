@@ -25,7 +25,15 @@ from django.utils import timezone
 
 from dashboard import audit, estimates, imports
 from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError, is_permanent
-from dashboard.models import AudienceSnapshot, Chunk, Import, ImportRow, Worker
+from dashboard.models import (
+    AudienceSnapshot,
+    Chunk,
+    Connection,
+    Import,
+    ImportRow,
+    Worker,
+    pace_interval,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +128,7 @@ def prepare(import_id: int) -> None:
     # skipping those another holds); with fewer workers the extra tasks find nothing left.
     from dashboard.tasks import send_chunks
 
-    others = min(settings.IMPORT_SEND_WORKERS, Chunk.objects.filter(import_run=imp).count()) - 1
+    others = min(senders(imp.connection), Chunk.objects.filter(import_run=imp).count()) - 1
     for _ in range(others):
         _enqueue(send_chunks, imp.pk)
     # This worker's first call goes out while the IDs' history notes the rows beside it: the
@@ -132,6 +140,15 @@ def prepare(import_id: int) -> None:
     finally:
         if noting is not None:
             noting.join()
+
+
+def senders(conn: Connection) -> int:
+    """Workers that may send one import's chunks at once: on a paced connection, no more than
+    can have a call out per slot (a call answers within its slot), so that no chunk is claimed,
+    and shown as sending, long before its call can leave."""
+    if not conn.is_paced:
+        return settings.IMPORT_SEND_WORKERS
+    return max(1, min(settings.IMPORT_SEND_WORKERS, int(conn.calls_per_second)))
 
 
 def _cut(imp: Import) -> None:
@@ -294,7 +311,10 @@ def _claim(imp: Import) -> Chunk | None:
         chunk.state = Chunk.SENDING
         chunk.attempts += 1
         chunk.lease_until = timezone.now() + send_lease()
-        chunk.sent_at = chunk.sent_at or timezone.now()
+        # On a paced connection the call leaves at its slot, up to a second or more from now:
+        # "Sent" is set then (_send_one), and until then the ledger says it waits for the pace.
+        paced = imp.connection.is_paced
+        chunk.sent_at = None if paced else chunk.sent_at or timezone.now()
         chunk.save(update_fields=["state", "attempts", "lease_until", "sent_at"])
         return chunk
 
@@ -399,11 +419,20 @@ def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
             lease_until=timezone.now() + send_lease(),
         )
 
+    def on_send() -> None:
+        if chunk.sent_at is None:  # its first attempt left (after the pace): "Sent" is now
+            chunk.sent_at = timezone.now()
+            Chunk.objects.filter(pk=chunk.pk).update(sent_at=chunk.sent_at)
+
     items = items_json(chunk)
     call = client.replace if chunk.kind == "replace" else client.update
     try:
         token = call(
-            imp.audience_name, items, idempotency_key=chunk.idempotency_key, on_retry=on_retry
+            imp.audience_name,
+            items,
+            idempotency_key=chunk.idempotency_key,
+            on_retry=on_retry,
+            on_send=on_send,
         )
     except ClientError as error:
         if Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
@@ -440,17 +469,29 @@ def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
         token=token,
         accepted_at=now,
         lease_until=None,
-        next_poll_at=now + timedelta(seconds=EARLY_POLL if last else FIRST_POLL),
+        next_poll_at=now + timedelta(seconds=_first_poll(imp.connection, last)),
         error_code="",
         error_message="",
     )
+
+
+def _first_poll(conn: Connection, last: bool) -> float:
+    if conn.is_paced:
+        return 1 / conn.calls_per_second  # the next slot: sooner would only wait for it
+    return EARLY_POLL if last else FIRST_POLL
 
 
 # --- Polling --------------------------------------------------------------------------------------
 
 
 def poll_due(limit: int = 50) -> int:
-    """Ask the API about accepted chunks whose poll is due; returns how many were asked."""
+    """Ask the API about accepted chunks whose poll is due; returns how many calls that took.
+
+    On a paced connection every poll spends a slot that a send could use: while chunks of the
+    connection wait to be sent, its polls wait; then one poll of an audience's newest token
+    answers for every older one (operations of an audience apply in acceptance order). The
+    unpaced embedded connection asks about each chunk as it comes due, as fast as it answers.
+    """
     now = timezone.now()
     due = list(
         Chunk.objects.filter(state=Chunk.ACCEPTED, next_poll_at__lte=now)
@@ -459,18 +500,103 @@ def poll_due(limit: int = 50) -> int:
     )
     asked = 0
     clients: dict[int, Any] = {}
+    audiences: set[tuple[int, str]] = set()
     for chunk in due:
+        imp = chunk.import_run
+        conn = imp.connection
+        client = clients.get(conn.pk)
+        if client is None:
+            client = clients[conn.pk] = conn.client(max_attempts=2)
+        if conn.is_paced:
+            audience = (conn.pk, imp.audience_name)
+            if audience not in audiences:
+                audiences.add(audience)
+                asked += _poll_audience(conn, imp.audience_name, client, now)
+            continue
         # Claim this poll: another worker's sweep may have picked the same chunk.
         claimed = Chunk.objects.filter(
             pk=chunk.pk, state=Chunk.ACCEPTED, next_poll_at__lte=now
         ).update(next_poll_at=now + POLL_LEASE)
         if not claimed:
             continue
-        imp = chunk.import_run
-        client = clients.setdefault(imp.connection_id, imp.connection.client(max_attempts=2))
         _poll_one(chunk, imp, client)
         asked += 1
     return asked
+
+
+def _sends_waiting(conn: Connection, now: Any) -> bool:
+    """Whether chunks of the connection wait to be sent (or are being sent) right now."""
+    return (
+        Chunk.objects.filter(import_run__connection=conn, import_run__state=Import.SUBMITTING)
+        .filter(Q(state=Chunk.QUEUED) | Q(state=Chunk.SENDING, lease_until__gt=now))
+        .exists()
+    )
+
+
+def _poll_audience(conn: Connection, audience: str, client: Any, now: Any) -> int:
+    """One poll for the open tokens of an audience of a paced connection (its newest token),
+    or none while the connection has chunks to send; returns the calls made."""
+    open_chunks = Chunk.objects.filter(
+        import_run__connection=conn, import_run__audience_name=audience, state=Chunk.ACCEPTED
+    )
+    interval = timedelta(seconds=1 / conn.calls_per_second)
+    if _sends_waiting(conn, now):
+        # Asked again once a slot is free of sends; no call spent meanwhile.
+        open_chunks.filter(next_poll_at__lte=now).update(next_poll_at=now + interval)
+        return 0
+    # Claimed for this worker: another worker's sweep may have picked the same audience.
+    if not open_chunks.filter(next_poll_at__lte=now).update(next_poll_at=now + POLL_LEASE):
+        return 0
+    newest = open_chunks.select_related("import_run").order_by("-accepted_at", "-pk").first()
+    if newest is None:
+        return 0
+    _poll_one(newest, newest.import_run, client)
+    newest.refresh_from_db()
+    if newest.state in Chunk.DONE:
+        _older_ones_done(newest, open_chunks)
+    else:
+        # The others are asked about with it, never on their own.
+        later = newest.next_poll_at if newest.state == Chunk.ACCEPTED else timezone.now()
+        open_chunks.exclude(pk=newest.pk).update(next_poll_at=later)
+    return 1
+
+
+def _older_ones_done(newest: Chunk, open_chunks: Any) -> None:
+    """The audience's newest token is applied: so is every operation accepted before its call
+    left (the spec: an audience's operations apply in acceptance order). Each is APPLIED, or
+    REPLACED when a replace accepted after it was applied too (or the newest was REPLACED);
+    "Applied" is when the dashboard learnt it, now."""
+    if newest.sent_at is None:
+        return
+    older = list(
+        open_chunks.filter(accepted_at__lt=newest.sent_at).values_list(
+            "pk", "accepted_at", "import_run_id"
+        )
+    )
+    if not older:
+        return
+    replaces = Chunk.objects.filter(
+        import_run__connection_id=newest.import_run.connection_id,
+        import_run__audience_name=newest.import_run.audience_name,
+        kind="replace",
+        state__in=(Chunk.ACCEPTED, *Chunk.DONE),
+        accepted_at__lte=newest.accepted_at,
+    ).aggregate(last=Max("accepted_at"))["last"]
+    now = timezone.now()
+    replaced = [
+        pk
+        for pk, accepted_at, _ in older
+        if newest.state == Chunk.REPLACED or (replaces is not None and accepted_at < replaces)
+    ]
+    applied = [pk for pk, _, _ in older if pk not in replaced]
+    with transaction.atomic():
+        for state, pks in ((Chunk.APPLIED, applied), (Chunk.REPLACED, replaced)):
+            if pks:
+                Chunk.objects.filter(pk__in=pks, state=Chunk.ACCEPTED).update(
+                    state=state, applied_at=now
+                )
+    for import_id in {import_id for _, _, import_id in older}:
+        _settle(import_id)
 
 
 def seconds_to_next_poll() -> float | None:
@@ -511,16 +637,19 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
     # From the answer, not the question: a slow answer does not make the next poll due at once.
     answered = timezone.now()
     regular = chunk.accepted_at + timedelta(seconds=FIRST_POLL)
-    if state is not None and not chunk.polls and answered < regular:
+    paced = imp.connection.is_paced  # where every look costs a slot: none is early
+    if state is not None and not chunk.polls and answered < regular and not paced:
         # An early look (EARLY_POLL) that the server answered: not counted. One that failed
         # is, and backs off as any other.
         Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
             next_poll_at=min(regular, answered + timedelta(seconds=EARLY_POLL))
         )
         return
+    delay = poll_delay(chunk.polls)
+    if paced:
+        delay = max(delay, 1 / imp.connection.calls_per_second)  # a poll costs a slot
     Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
-        polls=chunk.polls + 1,
-        next_poll_at=answered + timedelta(seconds=poll_delay(chunk.polls)),
+        polls=chunk.polls + 1, next_poll_at=answered + timedelta(seconds=delay)
     )
 
 
@@ -614,7 +743,8 @@ def progress(imp: Import) -> dict[str, Any]:
 
     The time left comes from the IDs applied per second since the first chunk was applied (the
     time before it is the cut and the first call's, not the pace), counted down from the last
-    one: it never grows while nothing moves.
+    one: it never grows while nothing moves. On a paced connection the pace bounds it instead:
+    the calls still needed, one per slot (estimates.paced), and the page says so.
     """
     chunks = Chunk.objects.filter(import_run=imp)
     done_q = Q(state__in=Chunk.DONE)
@@ -628,6 +758,7 @@ def progress(imp: Import) -> dict[str, Any]:
         cancelled=Count("id", filter=Q(state=Chunk.CANCELLED)),
         unsent=Count("id", filter=Q(state=Chunk.QUEUED)),
         sending=Count("id", filter=Q(state=Chunk.SENDING)),
+        waiting_for_pace=Count("id", filter=Q(state=Chunk.SENDING, sent_at__isnull=True)),
         accepted=Count("id", filter=Q(state=Chunk.ACCEPTED)),
         first_applied=Min("applied_at", filter=done_q),
         last_applied=Max("applied_at", filter=done_q),
@@ -642,15 +773,33 @@ def progress(imp: Import) -> dict[str, Any]:
         since = first
         done_since = chunks.filter(done_q, applied_at=first).aggregate(n=Sum("size"))["n"] or 0
     moments = [imp.submitted_at, last, totals["last_sent"], totals["last_accepted"]]
-    figures = estimates.estimate(
-        done=done,
-        total=done + (totals["pending_ids"] or 0),
-        since=since,
-        done_since=done_since,
-        last=last,
-        moved=max((m for m in moments if m is not None), default=None),
-        now=now,
-    )
+    moved = max((m for m in moments if m is not None), default=None)
+    conn = imp.connection
+    paced = ""
+    if conn.is_paced and imp.state in (Import.SUBMITTING, Import.SUBMITTED):
+        # Bound by the pace: the calls still needed (each chunk not sent yet, and one poll of
+        # the audience's newest token, which answers for all), one per slot.
+        calls = totals["unsent"] + totals["waiting_for_pace"]
+        calls += 1 if calls or totals["accepted"] or totals["sending"] else 0
+        if not totals["chunks"]:
+            calls = max(1, imp.valid_rows // max(1, min(conn.chunk_size, 10_000))) + 1
+        figures = estimates.paced(
+            calls=calls,
+            interval=pace_interval(conn.calls_per_second, conn.pace_margin),
+            moved=moved,
+            now=now,
+        )
+        paced = estimates.pace_in_words(conn.calls_per_second)
+    else:
+        figures = estimates.estimate(
+            done=done,
+            total=done + (totals["pending_ids"] or 0),
+            since=since,
+            done_since=done_since,
+            last=last,
+            moved=moved,
+            now=now,
+        )
     notice = _worker_notice(imp, totals, now)
     why = ""
     if notice is not None:
@@ -666,6 +815,7 @@ def progress(imp: Import) -> dict[str, Any]:
         stalled=estimates.duration(figures.stalled_for) if figures.stalled_for else "",
         why=why,
         notice=notice,
+        paced=paced,
     )
     return totals
 
@@ -756,10 +906,23 @@ def stop_reason(imp: Import) -> str:
     return f"The API refused the call ({answered})."
 
 
+# How recent a check of the audience stands for the one before the cut, on a paced connection.
+AUDIENCE_CHECK_FRESH = timedelta(seconds=60)
+
+
 def _audience_still_there(imp: Import) -> bool:
     """Before the cut, one `view`: an audience missing since the preview (or a key refused)
     fails the import before any chunk is sent. A passing failure (a 503, a timeout) lets the
-    submit go on: the chunks' own calls will tell."""
+    submit go on: the chunks' own calls will tell. On a paced connection, where the call
+    costs a send's slot, a check found it less than AUDIENCE_CHECK_FRESH ago stands for it."""
+    fresh = timezone.now() - AUDIENCE_CHECK_FRESH
+    if (
+        imp.connection.is_paced
+        and imp.audience_check == Import.CHECK_FOUND
+        and imp.audience_checked_at is not None
+        and imp.audience_checked_at > fresh
+    ):
+        return True
     check, code, message = imports.audience_answer(imp)
     now = timezone.now()
     with transaction.atomic():
@@ -863,11 +1026,13 @@ def cancel_unsent(imp: Import) -> int:
 
 
 def sweep() -> int:
-    """Reclaim what killed workers left, and poll the tokens that are due."""
+    """Reclaim what stopped workers left, and poll the tokens that are due; returns the items
+    taken over from a worker that stopped (its lease ran out), not the ordinary work done."""
     from dashboard.tasks import prepare_chunks, send_chunks
 
     now = timezone.now()
-    done = 0
+    taken_over = 0
+    requeued: set[int] = set()  # imports whose chunks were just counted
     stale = Chunk.objects.filter(state=Chunk.SENDING, lease_until__lt=now)
     for chunk in stale:
         # Sent again with the same Idempotency-Key: applied at most once.
@@ -875,10 +1040,12 @@ def sweep() -> int:
             state=Chunk.QUEUED, lease_until=None
         ):
             Import.objects.filter(pk=chunk.import_run_id).update(lease_until=now)
+            taken_over += 1
+            requeued.add(chunk.import_run_id)
     submitting = Import.objects.filter(state=Import.SUBMITTING).filter(
         Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True)
     )
-    for pk in submitting.values_list("pk", flat=True):
+    for pk, lease_until in submitting.values_list("pk", "lease_until"):
         claimed = (
             Import.objects.filter(pk=pk, state=Import.SUBMITTING)
             .filter(Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True))
@@ -886,18 +1053,23 @@ def sweep() -> int:
         )
         if not claimed:
             continue
+        # A lease that ran out was a stopped worker's; none is work no worker took yet.
+        stopped = lease_until is not None and pk not in requeued
         if not Chunk.objects.filter(import_run_id=pk).exists():
             _enqueue(prepare_chunks, pk)
-            done += 1
         elif Chunk.objects.filter(import_run_id=pk, state=Chunk.QUEUED).exists():
             _enqueue(send_chunks, pk)
-            done += 1
         else:
             _settle(pk)
+            continue
+        if stopped:
+            taken_over += 1
+        elif pk not in requeued:
+            logger.info("import %s had chunks to send and no worker on them: queued", pk)
     for pk in Import.objects.filter(rows_to_note=True).values_list("pk", flat=True):
         note_sent(pk)  # its worker was killed between the cut and the note
-    done += poll_due()
-    return done
+    poll_due()
+    return taken_over
 
 
 def counts_by_state(imp: Import) -> dict[str, int]:

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
 from audiences import rules
-from dashboard import api_reads, audit, charts, csvfiles, imports, roles, submission
+from dashboard import api_reads, audit, calls, charts, csvfiles, imports, roles, submission
 from dashboard.client import ClientError
 from dashboard.forms import (
     AudienceForm,
@@ -142,7 +142,8 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
             )
         messages.success(request, f"Connection {conn.name} saved.")
         return redirect(conn)
-    return render(request, "dashboard/connection_form.html", {"form": form, "connection": conn})
+    context = {"form": form, "connection": conn, "calls": calls.recent(conn)}
+    return render(request, "dashboard/connection_form.html", context)
 
 
 def _connection_details(conn: Connection) -> dict[str, Any]:
@@ -175,6 +176,7 @@ def test_connection(conn: Connection) -> dict[str, Any]:
         hints = {
             "AUTHENTICATION_INVALID": "check the project key and the REST API key.",
             "CONNECTION_ERROR": "check the base URL, and that the server is running.",
+            "ANSWER_LOST": "the server was reached but its answer broke off; test it again.",
             "TIMEOUT": "the server is slow or unreachable; check the base URL.",
             "NOT_FOUND": "the base URL does not point at an Audience API.",
         }

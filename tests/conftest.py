@@ -150,6 +150,15 @@ def empty_queue(redis_of_this_run: str | None) -> None:
         workers.empty_redis_database(redis_of_this_run)
 
 
+@pytest.fixture(autouse=True)
+def no_call_counts_kept_from_another_test() -> None:
+    """The unpaced connection's call counts wait in memory (dashboard.calls): an earlier test's,
+    for its own connections, are not written into this test's database."""
+    from dashboard import calls
+
+    calls.forget()
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
     """On PostgreSQL, the throw-away test database does not wait for the disk at each commit.

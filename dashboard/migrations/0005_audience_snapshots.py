@@ -6,23 +6,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('dashboard', '0004_fixes_undo_and_audit_index'),
+        ("dashboard", "0004_fixes_undo_and_audit_index"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AudienceSnapshot',
+            name="AudienceSnapshot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('audience', models.CharField(max_length=255)),
-                ('nb_ids', models.BigIntegerField()),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='dashboard.connection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("audience", models.CharField(max_length=255)),
+                ("nb_ids", models.BigIntegerField()),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="dashboard.connection",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['connection', 'audience', 'at'], name='snapshot_audience')],
+                "indexes": [
+                    models.Index(fields=["connection", "audience", "at"], name="snapshot_audience")
+                ],
             },
         ),
     ]

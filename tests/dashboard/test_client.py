@@ -299,18 +299,24 @@ def test_an_answer_cut_short_is_retried_and_the_key_makes_it_safe(connection, se
     token = _client(connection, script).update(
         "vip", ITEMS, idempotency_key="chunk-1", on_retry=retries
     )
-    assert retries == [(1, "CONNECTION_ERROR")]
+    assert retries == [(1, "ANSWER_LOST")]
+    assert retries.errors[0].error_message.startswith("sent, but the answer was lost")
+    assert retries.errors[0].error_message.endswith("; asking again with the same Idempotency-Key")
     assert [op.token for op in _operations("vip")][1:] == [token]
 
 
 # --- Garbage answers -----------------------------------------------------------------------------
 
 
-def test_an_answer_that_breaks_off_is_a_connection_error(connection, settings):
+def test_an_answer_that_breaks_off_is_an_answer_lost_not_a_server_out_of_reach(
+    connection, settings
+):
     script = Script(settings, "drop:1")
     error = _error_of(lambda: _client(connection, script, max_attempts=2).list())
-    assert (error.error_code, error.status, error.attempts) == ("CONNECTION_ERROR", None, 2)
+    assert (error.error_code, error.status, error.attempts) == ("ANSWER_LOST", None, 2)
+    assert error.error_message.startswith("sent, but the answer was lost")
     assert "dropped mid-answer" in error.error_message
+    assert "could not reach" not in error.error_message
 
 
 def test_a_web_page_is_named_as_such_and_never_quoted(connection, settings):
@@ -351,7 +357,13 @@ def test_a_request_that_cannot_be_made_is_not_retried(connection, settings):
 # --- The connection's calls per second -----------------------------------------------------------
 
 
-def test_n_calls_at_r_per_second_take_n_over_r_seconds(connection, settings, monkeypatch):
+# Calls are spaced by the interval plus the connection's margin (PACE_MARGIN to start with).
+M = 1 + dashboard.models.PACE_MARGIN
+
+
+def test_n_calls_at_r_per_second_take_n_over_r_seconds_plus_the_margin(
+    connection, settings, monkeypatch
+):
     clock = FakeClock()
     monkeypatch.setattr(dashboard.models, "time", clock)
     connection.calls_per_second = 4
@@ -361,12 +373,12 @@ def test_n_calls_at_r_per_second_take_n_over_r_seconds(connection, settings, mon
     start = clock.now
     for _ in range(8):
         client.list()
-    # 9 attempts (8 calls, one retried), one every 1/4 s from the first: 2 s. The 503's
-    # back-off went to the script, not to this clock.
-    assert clock.now - start == pytest.approx(8 / 4)
-    assert clock.slept == pytest.approx([0.25] * 8)
+    # 9 attempts (8 calls, one retried), one every 1/4 s and its margin from the first. The
+    # 503's back-off went to the script, not to this clock.
+    assert clock.now - start == pytest.approx(8 / 4 * M)
+    assert clock.slept == pytest.approx([0.25 * M] * 8)
     connection.refresh_from_db()
-    assert connection.next_call_at == pytest.approx(start + 9 / 4)
+    assert connection.next_call_at == pytest.approx(start + 9 / 4 * M)
 
 
 def test_two_workers_share_one_pace_through_the_database(connection, monkeypatch):
@@ -379,7 +391,47 @@ def test_two_workers_share_one_pace_through_the_database(connection, monkeypatch
     for _ in range(3):
         one.list()
         two.list()
-    assert clock.now - start == pytest.approx(5 / 2)
+    assert clock.now - start == pytest.approx(5 / 2 * M)
+
+
+def test_a_refusal_for_the_pace_moves_every_callers_next_slot_and_grows_the_margin(
+    connection, settings, monkeypatch
+):
+    clock = FakeClock()
+    monkeypatch.setattr(dashboard.models, "time", clock)
+    Connection.objects.filter(pk=connection.pk).update(calls_per_second=1)
+    script = Script(settings, "429:1")  # the first call is turned away, Retry-After: 1
+    one = _client(Connection.objects.get(pk=connection.pk), script)
+    two = Connection.objects.get(pk=connection.pk).client()  # another worker, same row
+    start = clock.now
+
+    def served_next_time(attempt: int, error: ClientError) -> None:
+        settings.AUDIENCE_API_FAULTS = ""
+
+    one.call("GET", "audiences/list", on_retry=served_next_time)
+    # No sleep of its own: the retry waited for the next slot, no sooner than the Retry-After.
+    assert script.delays == []
+    assert clock.now - start == pytest.approx(max(1.0, M))
+    grown = Connection.objects.get(pk=connection.pk).pace_margin
+    assert grown > dashboard.models.PACE_MARGIN
+    # The other worker's next call waits for the grown margin too.
+    two.list()
+    assert clock.slept[-1] == pytest.approx(1 + grown)
+
+
+def test_the_margin_shrinks_slowly_as_calls_go_through_but_not_below_its_least(
+    connection, monkeypatch
+):
+    clock = FakeClock()
+    monkeypatch.setattr(dashboard.models, "time", clock)
+    Connection.objects.filter(pk=connection.pk).update(calls_per_second=1, pace_margin=0.3)
+    paced = Connection.objects.get(pk=connection.pk)
+    paced.wait_for_slot()
+    after_one = Connection.objects.get(pk=connection.pk).pace_margin
+    assert 0.28 < after_one < 0.3  # slowly: one refusal is not forgotten at the next call
+    for _ in range(300):
+        paced.wait_for_slot()
+    assert Connection.objects.get(pk=connection.pk).pace_margin == dashboard.models.PACE_MARGIN
 
 
 def test_the_pace_measured_on_the_real_clock(connection):
@@ -413,7 +465,7 @@ def test_an_unpaced_connection_calls_without_touching_the_pace(
     paced = Connection.objects.get(pk=connection.pk)
     for _ in range(3):
         paced.wait_for_slot()
-    assert clock.slept == pytest.approx([1 / 999] * 2)
+    assert clock.slept == pytest.approx([M / 999] * 2)
 
 
 def test_the_embedded_connection_is_created_unpaced(db, settings, tmp_path):
@@ -557,7 +609,8 @@ def test_the_drop_faults_cut_the_connection(connection, live_server, settings, f
     _live(connection, live_server, script).update(
         "vip", ITEMS, idempotency_key="chunk-1", on_retry=retries
     )
-    assert retries == [(1, "CONNECTION_ERROR")]
+    # Through a real socket too: the server was reached, its answer broke off.
+    assert retries == [(1, "ANSWER_LOST")]
 
 
 @pytest.mark.django_db(transaction=True)

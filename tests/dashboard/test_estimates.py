@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboard.estimates import STALL_AFTER, Estimate, duration, estimate, takeover
+from dashboard.estimates import (
+    STALL_AFTER,
+    Estimate,
+    duration,
+    estimate,
+    pace_in_words,
+    paced,
+    takeover,
+)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -110,3 +118,44 @@ def test_a_takeover_says_when_the_lease_ends():
         "in": "4 min 10 s",
     }
     assert takeover("x", at(10), at(10.5))["in"] == ""  # ended: any moment now
+
+
+# --- A paced connection: the pace bounds the time left -------------------------------------------
+
+
+def test_a_paced_import_has_its_calls_left_at_the_pace():
+    # 10 sends and a poll left, one every 1.05 s, right at the last move.
+    assert paced(calls=11, interval=1.05, moved=at(0), now=at(0)) == Estimate(seconds_left=12)
+
+
+def test_the_paced_figure_counts_down_and_never_grows_while_calls_leave_on_time():
+    interval = 1.05
+    figures = []
+    sent = 0.0
+    for calls_left in range(11, 0, -1):
+        # Looked at just after each call left, then half-way to the next one.
+        figures.append(paced(calls=calls_left, interval=interval, moved=at(sent), now=at(sent)))
+        half = sent + interval / 2
+        figures.append(paced(calls=calls_left, interval=interval, moved=at(sent), now=at(half)))
+        sent += interval
+    lefts = [f.seconds_left for f in figures]
+    assert all(a >= b for a, b in zip(lefts, lefts[1:], strict=False)), lefts
+    assert lefts[0] == 12 and lefts[-1] == 1
+
+
+def test_the_paced_figure_never_says_nothing_is_left_while_calls_remain():
+    assert paced(calls=1, interval=1.0, moved=at(0), now=at(5)) == Estimate(seconds_left=1)
+    assert paced(calls=0, interval=1.0, moved=at(0), now=at(0)) == Estimate()
+
+
+def test_a_paced_import_with_nothing_moving_is_stalled():
+    figures = paced(calls=3, interval=1.0, moved=at(0), now=at(STALL_AFTER + 2))
+    assert figures == Estimate(stalled_for=int(STALL_AFTER + 2))
+
+
+@pytest.mark.parametrize(
+    ("rate", "words"),
+    [(1, "1 call per second"), (2, "2 calls per second"), (0.5, "0.5 calls per second")],
+)
+def test_the_pace_in_words(rate, words):
+    assert pace_in_words(rate) == words

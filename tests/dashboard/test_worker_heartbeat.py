@@ -147,3 +147,24 @@ def test_a_real_worker_beats_and_a_stopped_one_removes_its_row(transactional_db)
         proc.send_signal(signal.SIGTERM)  # as systemd stops it
         assert proc.wait(timeout=60) == 0
         assert not Worker.objects.filter(pid=proc.pid).exists()
+
+
+def test_the_sweeps_warn_only_of_work_taken_over_from_a_worker_that_stopped(db, caplog):
+    def ordinary() -> int:
+        return 0  # polls, pruning: nothing a stopped worker left
+
+    def takeover() -> int:
+        return 2
+
+    ordinary.__module__ = "dashboard.submission"
+    takeover.__module__ = "dashboard.imports"
+    with caplog.at_level("INFO", logger="audiences.worker"):
+        worker.Command()._sweep_once([ordinary], 10)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    with caplog.at_level("INFO", logger="audiences.worker"):
+        worker.Command()._sweep_once([takeover], 10)
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.getMessage() == (
+        "dashboard.imports took over 2 item(s) left by a worker that stopped"
+    )
+    assert "left behind" not in caplog.text

@@ -70,7 +70,7 @@ def network(monkeypatch: pytest.MonkeyPatch) -> type[FaultyNetwork]:
 
 # (how the network or the server fails, the chunk's error code, what the page says)
 FAULTS = [
-    ("timeout", None, "TIMEOUT", "no answer from http://embedded.test within 60 s"),
+    ("timeout", None, "TIMEOUT", "sent, but no answer from http://embedded.test within 60 s"),
     (
         "refused",
         None,
@@ -84,8 +84,9 @@ FAULTS = [
         "BAD_RESPONSE",
         "the server answered 202 with a body that is not a JSON object: '{\"indexing_tok'",
     ),
-    (None, "drop:1", "CONNECTION_ERROR", "could not reach http://embedded.test: injected fault"),
-    (None, "drop_after:1", "CONNECTION_ERROR", "could not reach http://embedded.test: injected"),
+    # The server was reached: its answer was lost, not the server.
+    (None, "drop:1", "ANSWER_LOST", "sent, but the answer was lost (injected fault"),
+    (None, "drop_after:1", "ANSWER_LOST", "sent, but the answer was lost (injected fault"),
     (None, "503:1", "SERVICE_UNAVAILABLE", "Service unavailable (injected fault)"),
 ]
 

@@ -196,9 +196,15 @@ class Command(BaseCommand):
     def _sweep_once(self, sweeps: list[Any], every: float) -> None:
         for sweep in sweeps:
             try:
-                done = sweep()
-                if done:
-                    logger.warning("%s finished %s item(s) left behind", sweep.__module__, done)
+                # A sweep returns only what it took over from a worker that stopped (a lease
+                # that ran out): worth a warning. Its ordinary work (polls, pruning) is not.
+                taken_over = sweep()
+                if taken_over:
+                    logger.warning(
+                        "%s took over %s item(s) left by a worker that stopped",
+                        sweep.__module__,
+                        taken_over,
+                    )
             except DATABASE_DOWN as exc:
                 logger.warning(
                     "database unavailable (%s); the sweeps try again in %g s",
