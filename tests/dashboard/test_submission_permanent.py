@@ -242,6 +242,26 @@ def test_an_audience_removed_after_the_preview_fails_the_submit_before_sending(
     assert imp.state == Import.APPLIED and imp.chunks.count() == 1
 
 
+@pytest.mark.parametrize("age, checks", [(timedelta(seconds=5), 0), (timedelta(minutes=5), 1)])
+def test_on_a_paced_connection_a_recent_check_stands_for_the_one_before_the_cut(
+    marketer, connection, work, network, age, checks
+):
+    connection.client().create("spring")
+    work()
+    imp = import_file(marketer, connection, work, ROWS, audience="spring")
+    assert imp.audience_check == Import.CHECK_FOUND
+    # At one call per second the check would cost a send's slot: a fresh one is not asked again.
+    connection.calls_per_second = 100
+    connection.save()
+    Import.objects.filter(pk=imp.pk).update(audience_checked_at=timezone.now() - age)
+    before = network.calls["audiences/view"]
+    marketer.post(f"/imports/{imp.pk}/submit")
+    imp.refresh_from_db()
+    submission.prepare(imp.pk)
+    assert network.calls["audiences/view"] - before == checks
+    assert imp.chunks.count() == 1 and network.calls["audiences/update"] == 1
+
+
 # --- While sending --------------------------------------------------------------------------
 
 
