@@ -443,7 +443,12 @@ def run_validation(import_id: int) -> None:
         # long before this file: the pool was replaced, and the file starts over with it.
         logger.warning("the validation pool broke during import %s: starting it over", import_id)
         _run_validation(import_id, last_try=True)
-    check_audience(import_id)
+    # The audience check is a task of its own: the preview is ready without waiting for the
+    # API (on a paced connection, for a slot of its pace).
+    if Import.objects.filter(pk=import_id, audience_check=Import.CHECK_PENDING).exists():
+        from dashboard.tasks import check_audience as check_task
+
+        _enqueue(check_task, import_id)
 
 
 def _left_for_the_sweep(import_id: int) -> None:
@@ -765,6 +770,8 @@ def check_audience(import_id: int) -> None:
     validated once the audience is found: nothing of it was sent.
     """
     imp = _checkable().select_related("connection", "created_by").filter(pk=import_id).first()
+    if imp is not None and imp.audience_check != Import.CHECK_PENDING:
+        return  # answered already (a task run twice): no call spent on it again
     if imp is None:
         # Submitted (the cut looks again), cancelled or remapped meanwhile: nothing to ask.
         Import.objects.filter(pk=import_id, audience_check=Import.CHECK_PENDING).update(

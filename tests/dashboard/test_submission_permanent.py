@@ -262,6 +262,20 @@ def test_on_a_paced_connection_a_recent_check_stands_for_the_one_before_the_cut(
     assert imp.chunks.count() == 1 and network.calls["audiences/update"] == 1
 
 
+def test_an_answered_check_run_again_spends_no_call(marketer, connection, work, network):
+    connection.client().create("spring")
+    work()
+    imp = import_file(marketer, connection, work, ROWS, audience="spring")
+    assert imp.audience_check == Import.CHECK_FOUND
+    before = network.calls["audiences/view"]
+    imports.check_audience(imp.pk)  # the task again: a second run, or a duplicate
+    assert network.calls["audiences/view"] == before
+    # "Check again" asks anew.
+    marketer.post(f"/imports/{imp.pk}/check-audience")
+    work()
+    assert network.calls["audiences/view"] == before + 1
+
+
 # --- While sending --------------------------------------------------------------------------
 
 
