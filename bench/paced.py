@@ -152,7 +152,7 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
 
     from dashboard import submission
     from dashboard.client import AudienceClient, ClientError
-    from dashboard.imports import check_audience, create_import, run_validation
+    from dashboard.imports import create_import, request_audience_check, run_validation
     from dashboard.models import CallCount, Connection, Import
 
     call_command("migrate", verbosity=0)
@@ -222,10 +222,12 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
         except ClientError as error:
             if error.error_code != "AUDIENCE_ALREADY_EXISTS":
                 raise
-        # The preview's check of the audience, as the worker makes it once validation ends
-        # (one paced, counted `view`), before the clock: a fresh check stands for the one
-        # before the cut.
-        check_audience(imp.pk)
+        # The preview's check of the audience (one paced, counted `view`, made by the worker),
+        # asked again now that the audience exists, as "Check again" would, and answered
+        # before the clock: a fresh check stands for the one before the cut.
+        request_audience_check(imp)
+        while Import.objects.filter(pk=imp.pk, audience_check=Import.CHECK_PENDING).exists():
+            time.sleep(0.05)
         imp.refresh_from_db()
         assert imp.audience_check == Import.CHECK_FOUND, imp.audience_check
         time.sleep(1.5)
