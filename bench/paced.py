@@ -152,7 +152,7 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
 
     from dashboard import submission
     from dashboard.client import AudienceClient, ClientError
-    from dashboard.imports import create_import, request_audience_check, run_validation
+    from dashboard.imports import create_import, run_validation
     from dashboard.models import CallCount, Connection, Import
 
     call_command("migrate", verbosity=0)
@@ -188,6 +188,17 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
             {"column": 2, "name": "age", "type": "number", "separator": "|"},
         ],
     }
+    # The audience exists before the file is validated, made with a client of its own: neither
+    # paced nor counted (the faults may need a retry or two). Then a second for the server's
+    # bucket to fill again.
+    wait_for_port(batch_port)
+    maker = AudienceClient(conn.base_url, conn.project_key, keys["rest_key"], max_attempts=20)
+    try:
+        maker.create("bench", idempotency_key="bench-audience")
+    except ClientError as error:
+        if error.error_code != "AUDIENCE_ALREADY_EXISTS":
+            raise
+    time.sleep(1.5)
     Import.objects.filter(pk=imp.pk).update(mapping=mapping, state=Import.VALIDATING)
     run_validation(imp.pk)
     imp.refresh_from_db()
@@ -214,18 +225,9 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
     try:
         wait_for_port(batch_port)
         wait_for_port(web_port)
-        # The audience, made with a client of its own: neither paced nor counted (the faults
-        # may need a retry or two). Then a second for the server's bucket to fill again.
-        maker = AudienceClient(conn.base_url, conn.project_key, keys["rest_key"], max_attempts=20)
-        try:
-            maker.create("bench", idempotency_key="bench-audience")
-        except ClientError as error:
-            if error.error_code != "AUDIENCE_ALREADY_EXISTS":
-                raise
-        # The preview's check of the audience (one paced, counted `view`, made by the worker),
-        # asked again now that the audience exists, as "Check again" would, and answered
-        # before the clock: a fresh check stands for the one before the cut.
-        request_audience_check(imp)
+        # The preview's check of the audience (one paced, counted `view`, queued when the
+        # validation ended), answered by the worker before the clock: a fresh check stands for
+        # the one before the cut. Then a second for the server's bucket to fill again.
         while Import.objects.filter(pk=imp.pk, audience_check=Import.CHECK_PENDING).exists():
             time.sleep(0.05)
         imp.refresh_from_db()
