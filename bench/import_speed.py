@@ -27,6 +27,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+class FileUpload:
+    """A file on disk as an upload that create_import stores (the benches' uploads)."""
+
+    name = "audience.csv"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def chunks(self):  # type: ignore[no-untyped-def]
+        with open(self.path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+
 def write_csv(path: Path, rows: int, seed: int = 3) -> None:
     rng = random.Random(seed)
     with open(path, "w", newline="") as f:
@@ -110,18 +124,14 @@ def main() -> None:
     conn.set_rest_key("k")
     conn.save()
 
-    class Upload:
-        name = "audience.csv"
-
-        def chunks(self):
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    yield chunk
-
     times, peaks = [], []
     for _ in range(args.runs):
         imp = create_import(
-            connection_obj=conn, audience_name="bench", mode="add", user=user, upload=Upload()
+            connection_obj=conn,
+            audience_name="bench",
+            mode="add",
+            user=user,
+            upload=FileUpload(path),
         )
         start_validation(imp)
         out = subprocess.run(

@@ -148,7 +148,7 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
     from django.core.management import call_command
     from django.db.models import Sum
     from django.test import Client
-    from import_speed import write_csv
+    from import_speed import FileUpload, write_csv
 
     from dashboard import submission
     from dashboard.client import AudienceClient, ClientError
@@ -169,16 +169,8 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
     path = tmp / "audience.csv"
     write_csv(path, rows)
 
-    class Upload:
-        name = "audience.csv"
-
-        def chunks(self):  # type: ignore[no-untyped-def]
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    yield chunk
-
     imp = create_import(
-        connection_obj=conn, audience_name="bench", mode="add", user=user, upload=Upload()
+        connection_obj=conn, audience_name="bench", mode="add", user=user, upload=FileUpload(path)
     )
     mapping = {
         "id": 0,

@@ -81,6 +81,7 @@ def child(csv_path: str, workers: int, rows: int, audiences: int) -> None:
     django.setup()
     from django.contrib.auth import get_user_model
     from django.db.models import Max, Min
+    from import_speed import FileUpload
 
     from audiences.models import Operation
     from dashboard import submission
@@ -113,14 +114,6 @@ def child(csv_path: str, workers: int, rows: int, audiences: int) -> None:
         wait_until(lambda: _answers(env["EMBEDDED_API_URL"]), 30, "gunicorn")
         user = get_user_model().objects.get(is_superuser=True)
 
-        class Upload:
-            name = "audience.csv"
-
-            def chunks(self):  # type: ignore[no-untyped-def]
-                with open(csv_path, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        yield chunk
-
         imports = []
         for n in range(audiences):
             client.create(f"bench-{n}")
@@ -129,7 +122,7 @@ def child(csv_path: str, workers: int, rows: int, audiences: int) -> None:
                 audience_name=f"bench-{n}",
                 mode="add",
                 user=user,
-                upload=Upload(),
+                upload=FileUpload(csv_path),
             )
             Import.objects.filter(pk=imp.pk).update(mapping=MAPPING, state=Import.MAPPED)
             imp.refresh_from_db()

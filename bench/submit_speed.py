@@ -52,7 +52,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db.models import Max, Min
-    from import_speed import write_csv
+    from import_speed import FileUpload, write_csv
 
     from audiences.models import Operation
     from dashboard import submission
@@ -66,16 +66,8 @@ def main() -> None:
     path = Path(tmp) / "audience.csv"
     write_csv(path, args.rows)
 
-    class Upload:
-        name = "audience.csv"
-
-        def chunks(self):  # type: ignore[no-untyped-def]
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    yield chunk
-
     imp = create_import(
-        connection_obj=conn, audience_name="bench", mode="add", user=user, upload=Upload()
+        connection_obj=conn, audience_name="bench", mode="add", user=user, upload=FileUpload(path)
     )
     mapping = {
         "id": 0,

@@ -11,6 +11,7 @@ import pytest
 
 from dashboard import csvfiles
 from dashboard.csvfiles import FileProblem, iter_blocks, iter_rows, sniff
+from tests.reliability.test_csv_blocks import Trickle
 
 EXCEL_ROWS = [
     ["user_id", "prénom", "ville", "note"],
@@ -41,22 +42,6 @@ def problem(data: bytes, encoding: str | None = None) -> str:
     with pytest.raises(FileProblem) as caught:
         sniff(data, encoding)
     return str(caught.value)
-
-
-class Trickle(io.RawIOBase):
-    """A stream that hands out at most ``step`` bytes a read, counting what it handed out."""
-
-    def __init__(self, data: bytes, step: int) -> None:
-        self.data, self.step, self.at = data, step, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.step if size < 0 else min(size, self.step)
-        piece = self.data[self.at : self.at + size]
-        self.at += len(piece)
-        return piece
 
 
 # --- Told from the first bytes ---------------------------------------------------------------
