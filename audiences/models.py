@@ -125,6 +125,13 @@ class Audience(models.Model):
         return self.name
 
 
+class OperationQuerySet(models.QuerySet["Operation"]):
+    def apply(self, at: datetime) -> int:
+        """The operations in progress among these, applied at `at` (IN_PROGRESS -> APPLIED, the
+        only move an operation makes; REPLACED is read, not stored): their payload is dropped."""
+        return self.filter(state=IN_PROGRESS).update(state=APPLIED, applied_at=at, payload=None)
+
+
 class Operation(models.Model):
     CREATE, UPDATE, REPLACE, REMOVE = "create", "update", "replace", "remove"
     KINDS = [(k, k) for k in (CREATE, UPDATE, REPLACE, REMOVE)]
@@ -140,6 +147,8 @@ class Operation(models.Model):
     nb_items = models.IntegerField(default=0)
     accepted_at = models.DateTimeField(default=timezone.now)
     applied_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OperationQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["audience", "state", "id"], name="operation_pending")]

@@ -8,63 +8,25 @@ old ones.
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
+import time
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.db import models, transaction
+from django.db import transaction
 from django.db.models.signals import m2m_changed, post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 
+from dashboard.models import AUDIT_ACTIONS, AuditEvent, current_request
+
 logger = logging.getLogger(__name__)
 
-current_request: ContextVar[HttpRequest | None] = ContextVar("audit_request", default=None)
-
 # The actions, with the words the audit page uses.
-ACTIONS = {
-    "sign_in": "Signed in",
-    "sign_in_failed": "Failed sign-in",
-    "import.created": "Import created",
-    "import.validated": "Import validated",
-    "import.remapped": "Import's mapping reopened",
-    "import.submitted": "Import submitted",
-    "import.cancelled": "Import cancelled",
-    "import.retried": "Failed chunks retried",
-    "import.applied": "Import applied",
-    "import.failed": "Import failed",
-    "import.unblocked": "Import's audience found: it can be submitted again",
-    "import.undo_prepared": "Undo prepared",
-    "chunk.failed": "Chunk failed",
-    "member.fixed": "Single fix",
-    "audience.created": "Audience created",
-    "audience.removed": "Audience removed",
-    "connection.created": "Connection created",
-    "connection.changed": "Connection changed",
-    "connection.key_changed": "Connection REST key changed",
-    "user.created": "User created",
-    "user.changed": "User changed",
-    "user.roles_changed": "User roles changed",
-}
-
-
-class AppendOnlyQuerySet(models.QuerySet["AuditEvent"]):
-    def update(self, **kwargs: Any) -> int:
-        raise PermissionError("audit events are never changed")
-
-    def delete(self) -> tuple[int, dict[str, int]]:
-        raise PermissionError("audit events are never deleted (see purge_expired)")
-
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    # Behind a reverse proxy, set the proxy to pass REMOTE_ADDR through (see the README).
-    return request.META.get("REMOTE_ADDR") or None
+ACTIONS = AUDIT_ACTIONS
 
 
 def record(
@@ -78,38 +40,23 @@ def record(
     details: dict[str, Any] | None = None,
     result: str = "ok",
     username: str | None = None,
-) -> Any:
+) -> AuditEvent:
     """Store one event. ``user`` defaults to the request's user; no user means the system."""
-    from dashboard.models import AuditEvent
-
-    if action not in ACTIONS:
-        raise ValueError(f"unknown audit action {action!r}")
-    request = request or current_request.get()
-    if user is None and request is not None and getattr(request, "user", None) is not None:
-        user = request.user if request.user.is_authenticated else None
-    target_type = target_id = ""
-    if target is not None:
-        target_type = target._meta.model_name
-        target_id = str(target.pk)
-        target_label = target_label or str(target)
-    return AuditEvent.objects.create(
+    return AuditEvent.objects.record(
+        action,
+        request=request,
         user=user,
-        username=(username if username is not None else user.get_username() if user else "")[:150],
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        target_label=target_label[:255],
-        audience=audience[:255],
-        details=details or {},
+        target=target,
+        target_label=target_label,
+        audience=audience,
+        details=details,
         result=result,
-        ip=client_ip(request),
+        username=username,
     )
 
 
 def purge_expired() -> int:
     """Remove events older than AUDIT_RETENTION_DAYS (0 keeps them forever)."""
-    from dashboard.models import AuditEvent
-
     days = settings.AUDIT_RETENTION_DAYS
     if not days:
         return 0
@@ -122,8 +69,6 @@ _last_purge = 0.0
 
 def sweep() -> int:
     """The workers' sweep: purge expired events, at most once an hour."""
-    import time
-
     global _last_purge
     if time.monotonic() - _last_purge < 3600:
         return 0

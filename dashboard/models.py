@@ -5,23 +5,30 @@ Audience data itself lives behind an Audience API and is reached only through da
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
+import threading
 import time
+from collections import Counter
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import PurePath
 from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
+from django.db.models import F, Sum
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
 from dashboard import secrets_box
-from dashboard.audit import AppendOnlyQuerySet
 from dashboard.client import AudienceClient
+
+logger = logging.getLogger(__name__)
 
 MAX_CHUNK_SIZE = 10_000
 # The most calls per second a connection may allow: its calls are then not paced at all (a
@@ -134,10 +141,8 @@ class Connection(models.Model):
             )
 
     def observe(self, route: str, outcome: str) -> None:
-        """Every call the client made, counted in one place (dashboard.calls)."""
-        from dashboard import calls
-
-        calls.count(self, route, outcome)
+        """Every call the client made, counted in one place (CallCount)."""
+        CallCount.objects.tally(self, route, outcome)
 
     @property
     def is_paced(self) -> bool:
@@ -169,12 +174,37 @@ def _idempotency_key() -> str:
     return secrets.token_hex(16)
 
 
+# A model's legal moves: name -> (the states it moves from, the states it may move to). Each
+# move is made by the model's method of that name only, as a conditional update.
+Transitions = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+
+
+def _sources(transitions: Transitions, name: str, to: str) -> tuple[str, ...]:
+    """The states `name` may move from to `to`; ValueError for a move the table lacks."""
+    sources, targets = transitions[name]
+    if to not in targets:
+        raise ValueError(f"{name} never moves to {to}")
+    return sources
+
+
+def moves(transitions: Transitions) -> set[tuple[str, str]]:
+    """Every (from, to) pair the table allows."""
+    return {(a, b) for sources, targets in transitions.values() for a in sources for b in targets}
+
+
 def _upload_path(instance: Import, filename: str) -> str:
     # Never a path from the user: a generated name, keeping only a known extension.
     suffix = "".join(
         s for s in PurePath(filename).suffixes[-2:] if s.lower() in {".csv", ".txt", ".gz"}
     )
     return f"imports/{timezone.now():%Y/%m}/{secrets.token_hex(16)}{suffix.lower()}"
+
+
+class ImportQuerySet(models.QuerySet["Import"]):
+    def create_validated(self, **fields: Any) -> Import:
+        """An import the dashboard itself makes (a single fix, an undo): its rows need no
+        validation, so it starts validated."""
+        return self.create(state=Import.VALIDATED, **fields)
 
 
 class Import(models.Model):
@@ -197,12 +227,33 @@ class Import(models.Model):
         )
     ]
     IN_FLIGHT = (VALIDATING, SUBMITTING, SUBMITTED)
+    TRANSITIONS: Transitions = {
+        "read_again": ((UPLOADED, MAPPED), (UPLOADED,)),
+        "map": ((UPLOADED, MAPPED), (MAPPED,)),
+        "start_validation": ((UPLOADED, MAPPED), (VALIDATING,)),
+        "finish_validation": ((VALIDATING,), (VALIDATED,)),
+        "fail_validation": ((VALIDATING,), (FAILED,)),
+        "reopen_mapping": ((VALIDATED, FAILED), (MAPPED,)),
+        "cancel": ((UPLOADED, MAPPED, VALIDATING, VALIDATED), (CANCELLED,)),
+        "submit": ((VALIDATED,), (SUBMITTING,)),
+        # The audience was found missing before any chunk was cut, and found again later.
+        "stop_before_sending": ((SUBMITTING,), (FAILED,)),
+        "unblock": ((FAILED,), (VALIDATED,)),
+        "retry_failed": ((SUBMITTING, SUBMITTED, FAILED), (SUBMITTING,)),
+        # The import follows its chunks (submission._settle says where to).
+        "settle": (
+            (SUBMITTING, SUBMITTED, FAILED),
+            (SUBMITTING, SUBMITTED, APPLIED, FAILED, CANCELLED),
+        ),
+    }
     MODES = [
         ("add", "Add (or update) these IDs"),
         ("remove", "Remove these IDs"),
         ("replace", "Replace the audience with these IDs"),
         ("column", "Per row, from an action column (add / remove)"),
     ]
+
+    objects = ImportQuerySet.as_manager()
 
     connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="imports")
     audience_name = models.CharField(max_length=255)
@@ -357,31 +408,25 @@ class Import(models.Model):
         ImportRow.objects.filter(import_run_id=self.pk).delete()
         ImportProblem.objects.filter(import_run_id=self.pk).delete()
 
-    def reopen_mapping(self, *, request: Any = None, user: Any = None) -> bool:
+    def reopen_mapping(self, *, request: HttpRequest | None = None, user: Any = None) -> bool:
         """Back to the mapping step, every choice kept and the validation's results cleared.
 
         Only before submission (no chunk, never submitted) and only from REMAPPABLE states: a
         conditional update, so that a submit or another reopen at the same moment wins or loses
         whole. False when the import was not in such a state.
         """
-        from dashboard import audit
-
         was = self.state
         with transaction.atomic():
             reopened = (
-                Import.objects.filter(
-                    pk=self.pk,
-                    state__in=self.REMAPPABLE,
-                    submitted_at__isnull=True,
-                    source__in=self.MAPPED_SOURCES,
-                )
+                self._moving("reopen_mapping", self.MAPPED)
+                .filter(submitted_at__isnull=True, source__in=self.MAPPED_SOURCES)
                 .exclude(chunks__isnull=False)
                 .update(state=self.MAPPED, **self.VALIDATION_RESULTS)
             )
             if not reopened:
                 return False
             self.delete_validated_rows()
-            audit.record(
+            AuditEvent.objects.record(
                 "import.remapped",
                 request=request,
                 user=user,
@@ -391,6 +436,252 @@ class Import(models.Model):
             )
         self.refresh_from_db()
         return True
+
+    # --- Transitions (TRANSITIONS): each a conditional update, True when it happened ---------
+
+    def _moving(self, name: str, to: str) -> ImportQuerySet:
+        """This import, if it is in a state that `name` may move to `to` from."""
+        return Import.objects.filter(pk=self.pk, state__in=_sources(self.TRANSITIONS, name, to))
+
+    def _moved(self, count: int, to: str, **fields: Any) -> bool:
+        if count:
+            self.state = to
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(count)
+
+    def read_again(self, **fields: Any) -> bool:
+        """The file read with other choices (encoding, columns, preview, proposed mapping):
+        uploaded again, its mapping to confirm."""
+        fields["updated"] = timezone.now()
+        moved = self._moving("read_again", self.UPLOADED).update(state=self.UPLOADED, **fields)
+        return self._moved(moved, self.UPLOADED, **fields)
+
+    def map(self, mapping: dict[str, Any]) -> bool:
+        fields = {"mapping": mapping, "updated": timezone.now()}
+        moved = self._moving("map", self.MAPPED).update(state=self.MAPPED, **fields)
+        return self._moved(moved, self.MAPPED, **fields)
+
+    def start_validation(self, lease_until: datetime) -> bool:
+        """Waiting for a worker's validation run (validation_started_at is set as one takes it)."""
+        fields: dict[str, Any] = {
+            "lease_until": lease_until,
+            "validation_started_at": None,
+            "progress_bytes": 0,
+            "rows_read": 0,
+            "error": "",
+        }
+        moved = self._moving("start_validation", self.VALIDATING).update(
+            state=self.VALIDATING, **fields
+        )
+        return self._moved(moved, self.VALIDATING, **fields)
+
+    def _this_run(self, name: str, to: str) -> ImportQuerySet:
+        # Only the validation run that owns the rows (a restarted run took over the others).
+        return self._moving(name, to).filter(validation_run=self.validation_run)
+
+    def finish_validation(self, **results: Any) -> bool:
+        """The run stored every row: validated, with its figures (`results`)."""
+        moved = self._this_run("finish_validation", self.VALIDATED).update(
+            state=self.VALIDATED, **results
+        )
+        if moved:
+            AuditEvent.objects.record(
+                "import.validated",
+                user=self.created_by,
+                target=self,
+                audience=self.audience_name,
+                details={
+                    "rows": results["total_rows"],
+                    "valid": results["valid_rows"],
+                    "with_problems": results["problem_rows"],
+                    "superseded": results["superseded_rows"],
+                },
+            )
+        return self._moved(moved, self.VALIDATED, **results)
+
+    def fail_validation(self, message: str) -> bool:
+        """The whole file failed (why, in words): no row of it can be sent."""
+        moved = self._this_run("fail_validation", self.FAILED).update(
+            state=self.FAILED, error=message, lease_until=None
+        )
+        if moved:
+            AuditEvent.objects.record(
+                "import.failed",
+                user=self.created_by,
+                target=self,
+                audience=self.audience_name,
+                result="failed",
+                details={"stage": "validation", "error": message},
+            )
+        return self._moved(moved, self.FAILED, error=message, lease_until=None)
+
+    def cancel(self, *, request: HttpRequest | None = None, user: Any = None) -> bool:
+        """Cancelled before submission: nothing was sent."""
+        was = self.state
+        moved = self._moving("cancel", self.CANCELLED).update(
+            state=self.CANCELLED, lease_until=None
+        )
+        if moved:
+            AuditEvent.objects.record(
+                "import.cancelled",
+                request=request,
+                user=user,
+                target=self,
+                audience=self.audience_name,
+                details={"was": was},
+            )
+        return self._moved(moved, self.CANCELLED, lease_until=None)
+
+    def submit(
+        self,
+        lease_until: datetime,
+        *,
+        request: HttpRequest | None = None,
+        user: Any = None,
+        audited: bool = True,
+    ) -> bool:
+        """Submitting: the worker cuts it into chunks (within `lease_until`) and sends them.
+        `audited=False` for a single fix, audited as such (member.fixed)."""
+        fields = {"submitted_at": timezone.now(), "lease_until": lease_until}
+        moved = self._moving("submit", self.SUBMITTING).update(state=self.SUBMITTING, **fields)
+        if moved and audited:
+            AuditEvent.objects.record(
+                "import.submitted",
+                request=request,
+                user=user,
+                target=self,
+                audience=self.audience_name,
+                details={
+                    "valid_rows": self.valid_rows,
+                    "adds": self.add_count,
+                    "removes": self.remove_count,
+                },
+            )
+        return self._moved(moved, self.SUBMITTING, **fields)
+
+    def stop_before_sending(self, code: str, message: str) -> bool:
+        """The audience is missing (the API's `code` and `message`) before any chunk was cut:
+        failed, nothing sent; `unblock` takes it back once the audience is found."""
+        fields: dict[str, Any] = {
+            "stop_code": code,
+            "stop_message": message,
+            "lease_until": None,
+            "finished_at": timezone.now(),
+        }
+        moved = (
+            self._moving("stop_before_sending", self.FAILED)
+            .filter(chunks__isnull=True)
+            .update(state=self.FAILED, **fields)
+        )
+        if moved:
+            AuditEvent.objects.record(
+                "import.failed",
+                user=self.created_by,
+                target=self,
+                audience=self.audience_name,
+                result="failed",
+                details={
+                    "stage": "submit",
+                    "error_code": code,
+                    "error_message": message,
+                    "stopped": True,
+                    "chunks_sent": 0,
+                },
+            )
+        return self._moved(moved, self.FAILED, **fields)
+
+    def unblock(self) -> bool:
+        """Failed before sending anything (its audience was missing), the audience now found:
+        validated again, to be submitted."""
+        was = self.stop_code
+        fields: dict[str, Any] = {
+            "stop_code": "",
+            "stop_message": "",
+            "error": "",
+            "submitted_at": None,
+            "finished_at": None,
+        }
+        moved = (
+            self._moving("unblock", self.VALIDATED)
+            .filter(chunks__isnull=True)
+            .update(state=self.VALIDATED, **fields)
+        )
+        if moved:
+            AuditEvent.objects.record(
+                "import.unblocked",
+                user=self.created_by,
+                target=self,
+                audience=self.audience_name,
+                details={"was": was, "connection": self.connection.name},
+            )
+        return self._moved(moved, self.VALIDATED, **fields)
+
+    def retry_failed(self, *, request: HttpRequest | None = None, user: Any = None) -> int:
+        """Its failed chunks queued again, and the import submitting: how many chunks."""
+        with transaction.atomic():
+            moved = (
+                self._moving("retry_failed", self.SUBMITTING)
+                .filter(chunks__state=Chunk.FAILED)
+                .update(state=self.SUBMITTING, finished_at=None)
+            )
+            if not moved:
+                return 0
+            self._moved(moved, self.SUBMITTING, finished_at=None)
+            count = Chunk.objects.filter(import_run_id=self.pk).retry()
+            AuditEvent.objects.record(
+                "import.retried",
+                request=request,
+                user=user,
+                target=self,
+                audience=self.audience_name,
+                details={"chunks": count},
+            )
+        return count
+
+    def cancel_unsent(self, *, request: HttpRequest | None = None, user: Any = None) -> int:
+        """Its chunks not sent yet cancelled (the import settles after): how many."""
+        with transaction.atomic():
+            count = Chunk.objects.filter(import_run_id=self.pk).cancel()
+            if count:
+                AuditEvent.objects.record(
+                    "import.cancelled",
+                    request=request,
+                    user=user,
+                    target=self,
+                    audience=self.audience_name,
+                    details={"unsent_chunks": count},
+                )
+        return count
+
+    @classmethod
+    def settle(cls, import_id: int, to: str, counts: dict[str, int]) -> bool:
+        """The import follows its chunks (`counts` by state) to `to`; applied and failed are
+        audited, with the counts (and, stopped early, why)."""
+        sources = _sources(cls.TRANSITIONS, "settle", to)
+        final = to in (cls.APPLIED, cls.FAILED)
+        moved = (
+            Import.objects.filter(pk=import_id, state__in=sources)
+            .exclude(state=to)
+            .update(state=to, finished_at=timezone.now() if final else None)
+        )
+        if moved and final:
+            imp = Import.objects.select_related("created_by").get(pk=import_id)
+            details: dict[str, Any] = dict(counts)
+            if to == cls.FAILED and imp.stop_code:
+                # Stopped early: why, in the API's words (chunk.failed names the chunk).
+                details.update(
+                    error_code=imp.stop_code, error_message=imp.stop_message, stopped=True
+                )
+            AuditEvent.objects.record(
+                f"import.{to}",
+                user=imp.created_by,
+                target=imp,
+                audience=imp.audience_name,
+                result="ok" if to == cls.APPLIED else "failed",
+                details=details,
+            )
+        return bool(moved)
 
     def earlier_submissions(self) -> models.QuerySet[Import]:
         """Imports of the same file (SHA-256) already submitted to the same audience."""
@@ -466,6 +757,25 @@ class ImportProblem(models.Model):
         ]
 
 
+class ChunkQuerySet(models.QuerySet["Chunk"]):
+    """Moves of many chunks at once (TRANSITIONS), each one UPDATE; each returns how many."""
+
+    def _moving(self, name: str, to: str) -> ChunkQuerySet:
+        return self.filter(state__in=_sources(Chunk.TRANSITIONS, name, to))
+
+    def settle(self, to: str, at: datetime) -> int:
+        """Accepted chunks known applied (or replaced) at `at`."""
+        return self._moving("settle", to).update(state=to, applied_at=at)
+
+    def retry(self) -> int:
+        """Failed chunks queued again (sent with their same Idempotency-Key)."""
+        return self._moving("retry", Chunk.QUEUED).update(state=Chunk.QUEUED, lease_until=None)
+
+    def cancel(self, **fields: Any) -> int:
+        """Queued chunks never to be sent (`fields`: the error saying why, if any)."""
+        return self._moving("cancel", Chunk.CANCELLED).update(state=Chunk.CANCELLED, **fields)
+
+
 class Chunk(models.Model):
     """One API call of a submitted import: at most 10,000 IDs, with its own state and token."""
 
@@ -474,6 +784,19 @@ class Chunk(models.Model):
     STATES = [(s, s) for s in (QUEUED, SENDING, ACCEPTED, APPLIED, REPLACED, FAILED, CANCELLED)]
     FINAL = (APPLIED, REPLACED, FAILED, CANCELLED)
     DONE = (APPLIED, REPLACED)
+    TRANSITIONS: Transitions = {
+        "claim": ((QUEUED,), (SENDING,)),
+        "accept": ((SENDING,), (ACCEPTED,)),
+        # Refused when sent, or its token unknown when polled.
+        "fail": ((SENDING, ACCEPTED), (FAILED,)),
+        "settle": ((ACCEPTED,), (APPLIED, REPLACED)),
+        # A stopped worker's chunk (its lease ran out), sent again by another.
+        "take_over": ((SENDING,), (QUEUED,)),
+        "retry": ((FAILED,), (QUEUED,)),
+        "cancel": ((QUEUED,), (CANCELLED,)),
+    }
+
+    objects = ChunkQuerySet.as_manager()
 
     import_run = models.ForeignKey(Import, on_delete=models.CASCADE, related_name="chunks")
     number = models.IntegerField()
@@ -508,6 +831,170 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"Chunk {self.number} of import {self.import_run_id} ({self.state})"
+
+    # --- Transitions (TRANSITIONS): each one conditional UPDATE, True when it happened -------
+
+    def _moving(self, name: str, to: str, was: str | None = None) -> ChunkQuerySet:
+        """This chunk, if in a state `name` may move to `to` from (only `was`, if given)."""
+        sources = _sources(self.TRANSITIONS, name, to)
+        if was is not None:
+            if was not in sources:
+                return Chunk.objects.none()
+            sources = (was,)
+        return Chunk.objects.filter(pk=self.pk, state__in=sources)
+
+    def _moved(self, count: int, to: str, **fields: Any) -> bool:
+        if count:
+            self.state = to
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(count)
+
+    def claim(self, lease_until: datetime, *, sent_at: datetime | None, worker: Any = None) -> bool:
+        """Being sent, by this worker until `lease_until` (one more attempt). `sent_at` is
+        None while the call waits for its connection's pace. `worker`: who claimed it."""
+        del worker  # not kept yet: a claim is known by its lease
+        fields = {"attempts": self.attempts + 1, "lease_until": lease_until, "sent_at": sent_at}
+        moved = self._moving("claim", self.SENDING).update(state=self.SENDING, **fields)
+        return self._moved(moved, self.SENDING, **fields)
+
+    def accept(self, token: str, at: datetime, next_poll_at: datetime) -> bool:
+        """The API accepted the call (202) with this token: polled from `next_poll_at`."""
+        fields = {
+            "token": token,
+            "accepted_at": at,
+            "lease_until": None,
+            "next_poll_at": next_poll_at,
+            "error_code": "",
+            "error_message": "",
+        }
+        moved = self._moving("accept", self.ACCEPTED, self.SENDING).update(
+            state=self.ACCEPTED, **fields
+        )
+        return self._moved(moved, self.ACCEPTED, **fields)
+
+    def fail(self, code: str, message: str, **fields: Any) -> bool:
+        """Failed with the API's words (or ours), from the state this instance was read in;
+        audited as chunk.failed. `fields`: what else the same UPDATE writes."""
+        fields.update(error_code=code, error_message=message)
+        moved = self._moving("fail", self.FAILED, self.state).update(state=self.FAILED, **fields)
+        if moved:
+            imp = self.import_run
+            AuditEvent.objects.record(
+                "chunk.failed",
+                user=imp.created_by,
+                target=self,
+                target_label=f"chunk {self.number} of import {imp.pk}",
+                audience=imp.audience_name,
+                result="failed",
+                details={
+                    "import": imp.pk,
+                    "chunk": self.number,
+                    "error_code": code,
+                    "error_message": message,
+                },
+            )
+        return self._moved(moved, self.FAILED, **fields)
+
+    def settle(self, to: str, at: datetime) -> bool:
+        """Known applied (or replaced by a later replace) at `at`."""
+        moved = self._moving("settle", to).update(state=to, applied_at=at)
+        return self._moved(moved, to, applied_at=at)
+
+    def take_over(self, now: datetime) -> bool:
+        """Queued again once its sender's lease ran out (the sender stopped): sent again with
+        the same Idempotency-Key, so applied at most once."""
+        moved = (
+            self._moving("take_over", self.QUEUED)
+            .filter(lease_until__lt=now)
+            .update(state=self.QUEUED, lease_until=None)
+        )
+        return self._moved(moved, self.QUEUED, lease_until=None)
+
+
+# The request being served (audit.CurrentRequestMiddleware): an event recorded without one
+# (by a signal, or a model method a view called) takes its user and address from it.
+current_request: ContextVar[HttpRequest | None] = ContextVar("audit_request", default=None)
+
+# The actions, with the words the audit page uses.
+AUDIT_ACTIONS = {
+    "sign_in": "Signed in",
+    "sign_in_failed": "Failed sign-in",
+    "import.created": "Import created",
+    "import.validated": "Import validated",
+    "import.remapped": "Import's mapping reopened",
+    "import.submitted": "Import submitted",
+    "import.cancelled": "Import cancelled",
+    "import.retried": "Failed chunks retried",
+    "import.applied": "Import applied",
+    "import.failed": "Import failed",
+    "import.unblocked": "Import's audience found: it can be submitted again",
+    "import.undo_prepared": "Undo prepared",
+    "chunk.failed": "Chunk failed",
+    "member.fixed": "Single fix",
+    "audience.created": "Audience created",
+    "audience.removed": "Audience removed",
+    "connection.created": "Connection created",
+    "connection.changed": "Connection changed",
+    "connection.key_changed": "Connection REST key changed",
+    "user.created": "User created",
+    "user.changed": "User changed",
+    "user.roles_changed": "User roles changed",
+}
+
+
+def client_ip(request: HttpRequest | None) -> str | None:
+    if request is None:
+        return None
+    # Behind a reverse proxy, set the proxy to pass REMOTE_ADDR through (see the README).
+    return request.META.get("REMOTE_ADDR") or None
+
+
+class AppendOnlyQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("audit events are never changed")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("audit events are never deleted (see audit.purge_expired)")
+
+    def record(
+        self,
+        action: str,
+        *,
+        request: HttpRequest | None = None,
+        user: Any = None,
+        target: Any = None,
+        target_label: str = "",
+        audience: str = "",
+        details: dict[str, Any] | None = None,
+        result: str = "ok",
+        username: str | None = None,
+    ) -> AuditEvent:
+        """Store one event. ``user`` defaults to the request's user; no user means the system."""
+        if action not in AUDIT_ACTIONS:
+            raise ValueError(f"unknown audit action {action!r}")
+        request = request or current_request.get()
+        if user is None and request is not None and getattr(request, "user", None) is not None:
+            user = request.user if request.user.is_authenticated else None
+        target_type = target_id = ""
+        if target is not None:
+            target_type = target._meta.model_name
+            target_id = str(target.pk)
+            target_label = target_label or str(target)
+        if username is None:
+            username = user.get_username() if user else ""
+        return self.create(
+            user=user,
+            username=username[:150],
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            target_label=target_label[:255],
+            audience=audience[:255],
+            details=details or {},
+            result=result,
+            ip=client_ip(request),
+        )
 
 
 class AuditEvent(models.Model):
@@ -633,15 +1120,93 @@ class Worker(models.Model):
         return bool(Worker.objects.filter(pk=self.pk).update(last_seen=self.last_seen))
 
 
+# The unpaced connection's counts kept in memory until written (CallCountManager.tally).
+_calls_lock = threading.Lock()
+_calls_pending: Counter[tuple[int, datetime, str, str]] = Counter()
+_calls_flushed = time.monotonic()
+
+
+def _minute(now: datetime) -> datetime:
+    return now.replace(second=0, microsecond=0)
+
+
+class CallCountManager(models.Manager["CallCount"]):
+    """Counting every call of the client (see dashboard.calls for why some wait in memory)."""
+
+    def tally(self, connection: Connection, route: str, outcome: str) -> None:
+        key = (connection.pk, _minute(timezone.now()), route, outcome)
+        if connection.is_paced:
+            self.add(key, 1)
+            return
+        with _calls_lock:
+            _calls_pending[key] += 1
+            due = time.monotonic() - _calls_flushed >= CallCount.FLUSH_EVERY
+        if due:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write the counts kept in memory; returns how many calls they held."""
+        global _calls_flushed
+        with _calls_lock:
+            pending = dict(_calls_pending)
+            _calls_pending.clear()
+            _calls_flushed = time.monotonic()
+        for key, n in pending.items():
+            try:
+                self.add(key, n)
+            except Exception:  # counting must never fail the call or sweep that flushes it
+                logger.warning("could not write %s call(s) to %s", n, key[2], exc_info=True)
+        return sum(pending.values())
+
+    def forget(self) -> None:
+        """Drop the counts kept in memory, unwritten."""
+        with _calls_lock:
+            _calls_pending.clear()
+
+    def add(self, key: tuple[int, datetime, str, str], n: int) -> None:
+        connection_id, minute, route, outcome = key
+        fields = {
+            "connection_id": connection_id,
+            "minute": minute,
+            "route": route,
+            "outcome": outcome,
+        }
+        if self.filter(**fields).update(count=F("count") + n):
+            return
+        try:
+            with transaction.atomic():
+                self.create(count=n, **fields)
+        except IntegrityError:  # another process created it meanwhile
+            self.filter(**fields).update(count=F("count") + n)
+
+    def recent(self, connection: Connection, since: timedelta) -> list[dict[str, Any]]:
+        """The connection's calls since then, by route and outcome, most first."""
+        start = _minute(timezone.now() - since)
+        return list(
+            self.filter(connection=connection, minute__gte=start)
+            .values("route", "outcome")
+            .annotate(calls=Sum("count"))
+            .order_by("-calls", "route", "outcome")
+        )
+
+    def prune(self, keep: timedelta) -> int:
+        return self.filter(minute__lt=timezone.now() - keep).delete()[0]
+
+
 class CallCount(models.Model):
     """Calls made to a connection's API in one minute, by route and outcome ("200", "202",
     "429 TOO_MANY_REQUESTS", "CONNECTION_ERROR"...): every call of the client, one place."""
+
+    # The unpaced connection's counts are written at most this often (seconds).
+    FLUSH_EVERY = 5.0
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="calls")
     minute = models.DateTimeField()
     route = models.CharField(max_length=100)
     outcome = models.CharField(max_length=120)
     count = models.PositiveIntegerField(default=0)
+
+    objects = CallCountManager()
 
     class Meta:
         constraints = [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import dashboard.calls
 from dashboard import calls
 from dashboard.models import UNPACED, CallCount, Connection
 
@@ -29,7 +28,7 @@ def test_a_paced_connections_calls_are_counted_at_once_by_route_and_answer(conne
 
 
 def test_the_unpaced_connection_keeps_its_counts_in_memory_until_the_flush(connection, monkeypatch):
-    monkeypatch.setattr(dashboard.calls, "FLUSH_EVERY", 3600)
+    monkeypatch.setattr(CallCount, "FLUSH_EVERY", 3600)
     Connection.objects.filter(pk=connection.pk).update(calls_per_second=UNPACED)
     client = Connection.objects.get(pk=connection.pk).client()
     for _ in range(5):
