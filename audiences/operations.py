@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from audiences import rules
 from audiences.models import (
-    APPLIED,
     IN_PROGRESS,
     Audience,
     IdempotencyKey,
@@ -321,7 +320,7 @@ def _apply(audience: Audience, operation: Operation, ready: tuple[list, list, in
                 audience.nb_ids += new - gone
     audience.updated = now
     audience.save(update_fields=["nb_ids", "updated", "replaced_below"])
-    Operation.objects.filter(pk=operation.pk).update(state=APPLIED, applied_at=now, payload=None)
+    Operation.objects.filter(pk=operation.pk).apply(now)
 
 
 def _purge_some(audience: Audience) -> bool:
@@ -332,9 +331,7 @@ def _purge_some(audience: Audience) -> bool:
     if ids:
         Member.objects.filter(pk__in=ids).delete()
         return False
-    Operation.objects.filter(audience_id=audience.pk, state=IN_PROGRESS).update(
-        state=APPLIED, applied_at=timezone.now(), payload=None
-    )
+    Operation.objects.filter(audience_id=audience.pk).apply(timezone.now())
     return True
 
 

@@ -155,12 +155,11 @@ def _new_import(
         digest.update(f"{custom_id}\t{action}\t{attributes}\n".encode("utf-8", "surrogatepass"))
     adds = sum(1 for _, action, _ in rows if action == "add")
     with transaction.atomic():
-        imp = Import.objects.create(
+        imp = Import.objects.create_validated(
             connection=connection,
             audience_name=audience,
             created_by=user,
             mode=mode,
-            state=Import.VALIDATED,
             source=source,
             original_name=name[:255],
             reason=reason,
@@ -212,7 +211,7 @@ def create_fix(
         reason=reason,
         rows=[(custom_id, action, payload)],
     )
-    submission.submit(imp)
+    submission.submit(imp, audited=False)  # audited as the fix it is, below
     audit.record(
         "member.fixed",
         request=request,

@@ -32,7 +32,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from dashboard import audit, csvfiles, estimates, mapping, validation
+from dashboard import csvfiles, estimates, mapping, validation
 from dashboard import processes as processes_
 from dashboard.client import ClientError, is_permanent
 from dashboard.models import Connection, Import, Worker
@@ -198,11 +198,14 @@ def read_again(imp: Import, *, delimiter: str, has_header: bool, encoding: str =
             f"Read that way, the file has more than the {csvfiles.MAX_COLUMNS} columns a "
             "mapping can hold: choose another delimiter."
         )
-    imp.encoding, imp.delimiter, imp.has_header = encoding, delimiter, has_header
-    imp.columns, imp.preview = columns, preview
-    imp.mapping = mapping.propose(imp.columns, imp.preview, imp.mode)
-    imp.state = Import.UPLOADED
-    imp.save()
+    imp.read_again(
+        encoding=encoding,
+        delimiter=delimiter,
+        has_header=has_header,
+        columns=columns,
+        preview=preview,
+        mapping=mapping.propose(columns, preview, imp.mode),
+    )
 
 
 def _remove_quietly(storage: Any, name: str) -> None:
@@ -213,20 +216,17 @@ def _remove_quietly(storage: Any, name: str) -> None:
         logger.exception("could not remove %s after a failed upload", name)
 
 
-def start_validation(imp: Import) -> None:
+def start_validation(imp: Import) -> bool:
+    """Hand the file to a worker's validation run; False when the import can't be validated
+    from its state (Import.TRANSITIONS)."""
     from dashboard.tasks import validate_import
 
     with transaction.atomic():
-        Import.objects.filter(pk=imp.pk).update(
-            state=Import.VALIDATING,
-            lease_until=timezone.now() + lease(),
-            validation_started_at=None,  # until a worker takes it
-            progress_bytes=0,
-            rows_read=0,
-            error="",
-        )
-        transaction.on_commit(lambda: _enqueue(validate_import, imp.pk))
+        started = imp.start_validation(timezone.now() + lease())
+        if started:
+            transaction.on_commit(lambda: _enqueue(validate_import, imp.pk))
     imp.refresh_from_db()
+    return started
 
 
 def _enqueue(task: Any, *args: Any) -> None:
@@ -633,8 +633,7 @@ def _finish(imp: Import, tally: _Tally) -> None:
                     [True, *(row[0] for row in batch)],
                 )
         total, with_problems = tally.rows, tally.with_problems
-        finished = _mine(imp).update(
-            state=Import.VALIDATED,
+        imp.finish_validation(
             total_rows=total,
             problem_rows=with_problems,
             superseded_rows=superseded,
@@ -648,19 +647,6 @@ def _finish(imp: Import, tally: _Tally) -> None:
             audience_check=Import.CHECK_PENDING,
             audience_checked_at=timezone.now(),
         )
-        if finished:
-            audit.record(
-                "import.validated",
-                user=imp.created_by,
-                target=imp,
-                audience=imp.audience_name,
-                details={
-                    "rows": total,
-                    "valid": adds + removes,
-                    "with_problems": with_problems,
-                    "superseded": superseded,
-                },
-            )
 
 
 def _superseded_query(imp: Import, repeated: set[str] | None) -> tuple[str, list[Any]]:
@@ -680,15 +666,7 @@ def _superseded_query(imp: Import, repeated: set[str] | None) -> tuple[str, list
 
 
 def _fail(imp: Import, message: str) -> None:
-    if _mine(imp).update(state=Import.FAILED, error=message, lease_until=None):
-        audit.record(
-            "import.failed",
-            user=imp.created_by,
-            target=imp,
-            audience=imp.audience_name,
-            result="failed",
-            details={"stage": "validation", "error": message},
-        )
+    imp.fail_validation(message)
 
 
 def sweep() -> int:
@@ -787,24 +765,7 @@ def check_audience(import_id: int) -> None:
             audience_message=message,
         )
         if check == Import.CHECK_FOUND and imp.state == Import.FAILED:
-            back = Import.objects.filter(
-                pk=imp.pk, state=Import.FAILED, chunks__isnull=True
-            ).update(
-                state=Import.VALIDATED,
-                stop_code="",
-                stop_message="",
-                error="",
-                submitted_at=None,
-                finished_at=None,
-            )
-            if back:
-                audit.record(
-                    "import.unblocked",
-                    user=imp.created_by,
-                    target=imp,
-                    audience=imp.audience_name,
-                    details={"was": imp.stop_code, "connection": imp.connection.name},
-                )
+            imp.unblock()
 
 
 def check_stale() -> int:

@@ -23,7 +23,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import audit, estimates, imports
+from dashboard import estimates, imports
 from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError, is_permanent
 from dashboard.models import (
     AudienceSnapshot,
@@ -76,8 +76,9 @@ class NotRetryable(Exception):
 # --- Submitting -------------------------------------------------------------------------------
 
 
-def submit(imp: Import) -> None:
-    """From the web request: mark the import submitting and hand the cutting to the worker."""
+def submit(imp: Import, *, request: Any = None, user: Any = None, audited: bool = True) -> None:
+    """From the web request: mark the import submitting and hand the cutting to the worker.
+    Audited as import.submitted (by `request`'s user, or `user`) unless `audited` is False."""
     from dashboard.tasks import prepare_chunks
 
     if imp.state != Import.VALIDATED:
@@ -89,10 +90,8 @@ def submit(imp: Import) -> None:
     if imp.audience_missing:
         raise NotSubmittable(f"{stop_reason(imp)} Nothing was sent.")
     with transaction.atomic():
-        updated = Import.objects.filter(pk=imp.pk, state=Import.VALIDATED).update(
-            state=Import.SUBMITTING,
-            submitted_at=timezone.now(),
-            lease_until=timezone.now() + send_lease(),
+        updated = imp.submit(
+            timezone.now() + send_lease(), request=request, user=user, audited=audited
         )
         if not updated:
             raise NotSubmittable("This import was submitted or changed meanwhile.")
@@ -308,14 +307,13 @@ def _claim(imp: Import) -> Chunk | None:
         if chunk is None:
             return None
         Import.objects.filter(pk=imp.pk).update(lease_until=timezone.now() + send_lease())
-        chunk.state = Chunk.SENDING
-        chunk.attempts += 1
-        chunk.lease_until = timezone.now() + send_lease()
         # On a paced connection the call leaves at its slot, up to a second or more from now:
         # "Sent" is set then (_send_one), and until then the ledger says it waits for the pace.
         paced = imp.connection.is_paced
-        chunk.sent_at = None if paced else chunk.sent_at or timezone.now()
-        chunk.save(update_fields=["state", "attempts", "lease_until", "sent_at"])
+        sent_at = None if paced else chunk.sent_at or timezone.now()
+        if not chunk.claim(timezone.now() + send_lease(), sent_at=sent_at):
+            return _claim(imp)  # another worker took it meanwhile (SQLite locks no row)
+        chunk.import_run = imp  # known already: its failure's audit reads no row for it
         return chunk
 
 
@@ -392,23 +390,6 @@ def send(import_id: int, first: Chunk | None = None) -> None:
     _settle(imp.pk)
 
 
-def _audit_chunk_failure(imp: Import, chunk: Chunk, code: str, message: str) -> None:
-    audit.record(
-        "chunk.failed",
-        user=imp.created_by,
-        target=chunk,
-        target_label=f"chunk {chunk.number} of import {imp.pk}",
-        audience=imp.audience_name,
-        result="failed",
-        details={
-            "import": imp.pk,
-            "chunk": chunk.number,
-            "error_code": code,
-            "error_message": message,
-        },
-    )
-
-
 def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
     def on_retry(attempt: int, error: ClientError) -> None:
         # Each retry shows in the chunk table as it happens.
@@ -435,26 +416,18 @@ def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
             on_send=on_send,
         )
     except ClientError as error:
-        if Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
-            state=Chunk.FAILED,
+        failed = chunk.fail(
+            error.error_code,
+            error.error_message,
             attempts=chunk.attempts + error.attempts - 1,
-            error_code=error.error_code,
-            error_message=error.error_message,
             lease_until=None,
-        ):
-            _audit_chunk_failure(imp, chunk, error.error_code, error.error_message)
-            if is_permanent(error):
-                _stop(imp, chunk, error)
+        )
+        if failed and is_permanent(error):
+            _stop(imp, chunk, error)
         return
     except Exception as error:  # a key that can't be decrypted, say: fail the chunk, say why
         logger.exception("chunk %s could not be sent", chunk.pk)
-        if Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
-            state=Chunk.FAILED,
-            error_code="CLIENT_ERROR",
-            error_message=str(error),
-            lease_until=None,
-        ):
-            _audit_chunk_failure(imp, chunk, "CLIENT_ERROR", str(error))
+        chunk.fail("CLIENT_ERROR", str(error), lease_until=None)
         return
     now = timezone.now()
     last = (
@@ -464,15 +437,7 @@ def _send_one(imp: Import, chunk: Chunk, client: Any) -> None:
         .exclude(pk=chunk.pk)
         .exists()
     )
-    Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING).update(
-        state=Chunk.ACCEPTED,
-        token=token,
-        accepted_at=now,
-        lease_until=None,
-        next_poll_at=now + timedelta(seconds=_first_poll(imp.connection, last)),
-        error_code="",
-        error_message="",
-    )
+    chunk.accept(token, now, now + timedelta(seconds=_first_poll(imp.connection, last)))
 
 
 def _first_poll(conn: Connection, last: bool) -> float:
@@ -592,9 +557,7 @@ def _older_ones_done(newest: Chunk, open_chunks: Any) -> None:
     with transaction.atomic():
         for state, pks in ((Chunk.APPLIED, applied), (Chunk.REPLACED, replaced)):
             if pks:
-                Chunk.objects.filter(pk__in=pks, state=Chunk.ACCEPTED).update(
-                    state=state, applied_at=now
-                )
+                Chunk.objects.filter(pk__in=pks).settle(state, now)
     for import_id in {import_id for _, _, import_id in older}:
         _settle(import_id)
 
@@ -615,20 +578,16 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
         state = answer.get("indexing_state")
     except ClientError as error:
         if error.error_code in ("AUDIENCE_NOT_FOUND", "INDEXING_TOKEN_NOT_FOUND"):
-            if Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
-                state=Chunk.FAILED, error_code=error.error_code, error_message=error.error_message
-            ):
-                _audit_chunk_failure(imp, chunk, error.error_code, error.error_message)
-                if is_permanent(error):  # the audience was removed since
-                    _stop(imp, chunk, error)
+            chunk.import_run = imp
+            failed = chunk.fail(error.error_code, error.error_message)
+            if failed and is_permanent(error):  # the audience was removed since
+                _stop(imp, chunk, error)
             _settle(imp.pk)
             return
         state = None  # a passing failure: ask again later
     if state in FINAL_STATES:
         with transaction.atomic():  # one write (on SQLite, one wait for the write lock)
-            Chunk.objects.filter(pk=chunk.pk, state=Chunk.ACCEPTED).update(
-                state=Chunk.APPLIED if state == "APPLIED" else Chunk.REPLACED, applied_at=now
-            )
+            chunk.settle(Chunk.APPLIED if state == "APPLIED" else Chunk.REPLACED, now)
             AudienceSnapshot.note(imp.connection, imp.audience_name, answer.get("nb_ids"))
         _settle(imp.pk)
         return
@@ -681,29 +640,10 @@ def _settle(import_id: int) -> None:
         new_state = Import.CANCELLED
     else:
         new_state = Import.APPLIED
-    active = (Import.SUBMITTING, Import.SUBMITTED, Import.FAILED)
-    changed = (
-        Import.objects.filter(pk=import_id, state__in=active)
-        .exclude(state=new_state)
-        .update(
-            state=new_state,
-            finished_at=timezone.now() if new_state in (Import.APPLIED, Import.FAILED) else None,
-        )
-    )
-    if changed and new_state in (Import.APPLIED, Import.FAILED):
-        imp = Import.objects.select_related("created_by").get(pk=import_id)
-        details: dict[str, Any] = dict(counts)
-        if new_state == Import.FAILED and imp.stop_code:
-            # Stopped early: why, in the API's words (chunk.failed names the chunk).
-            details.update(error_code=imp.stop_code, error_message=imp.stop_message, stopped=True)
-        audit.record(
-            f"import.{new_state}",
-            user=imp.created_by,
-            target=imp,
-            audience=imp.audience_name,
-            result="ok" if new_state == Import.APPLIED else "failed",
-            details=details,
-        )
+    if Import.settle(import_id, new_state, counts) and new_state in (
+        Import.APPLIED,
+        Import.FAILED,
+    ):
         _notify(import_id)
 
 
@@ -934,30 +874,7 @@ def _audience_still_there(imp: Import) -> bool:
         )
         if check != Import.CHECK_MISSING:
             return True
-        stopped = Import.objects.filter(
-            pk=imp.pk, state=Import.SUBMITTING, chunks__isnull=True
-        ).update(
-            state=Import.FAILED,
-            stop_code=code,
-            stop_message=message,
-            lease_until=None,
-            finished_at=now,
-        )
-        if stopped:
-            audit.record(
-                "import.failed",
-                user=imp.created_by,
-                target=imp,
-                audience=imp.audience_name,
-                result="failed",
-                details={
-                    "stage": "submit",
-                    "error_code": code,
-                    "error_message": message,
-                    "stopped": True,
-                    "chunks_sent": 0,
-                },
-            )
+        stopped = imp.stop_before_sending(code, message)
     if stopped:
         logger.warning("import %s failed before sending anything: %s %s", imp.pk, code, message)
         _notify(imp.pk)
@@ -971,8 +888,7 @@ def _stop(imp: Import, chunk: Chunk, error: ClientError) -> None:
         Import.objects.filter(pk=imp.pk, stop_code="").update(
             stop_code=error.error_code, stop_message=error.error_message
         )
-        held = Chunk.objects.filter(import_run_id=imp.pk, state=Chunk.QUEUED).update(
-            state=Chunk.CANCELLED,
+        held = Chunk.objects.filter(import_run_id=imp.pk).cancel(
             error_code="NOT_SENT",
             error_message=(
                 f"Not sent: chunk {chunk.number} was refused with {error.error_code}, "
@@ -992,7 +908,7 @@ def _stop(imp: Import, chunk: Chunk, error: ClientError) -> None:
 # --- What people do to a submitted import -------------------------------------------------------
 
 
-def retry_failed(imp: Import) -> int:
+def retry_failed(imp: Import, *, request: Any = None) -> int:
     """Queue the failed chunks again; NotRetryable when what failed them was permanent."""
     from dashboard.tasks import send_chunks
 
@@ -1004,20 +920,14 @@ def retry_failed(imp: Import) -> int:
                 f"{stop_reason(imp)} Sending again would get the same answer: "
                 f"{_HELP[remedy(imp.stop_code)]}"
             )
-        count = Chunk.objects.filter(import_run=imp, state=Chunk.FAILED).update(
-            state=Chunk.QUEUED, lease_until=None
-        )
+        count = imp.retry_failed(request=request)
         if count:
-            Import.objects.filter(pk=imp.pk).update(state=Import.SUBMITTING, finished_at=None)
             transaction.on_commit(lambda: _enqueue(send_chunks, imp.pk))
     return count
 
 
-def cancel_unsent(imp: Import) -> int:
-    with transaction.atomic():
-        count = Chunk.objects.filter(import_run=imp, state=Chunk.QUEUED).update(
-            state=Chunk.CANCELLED
-        )
+def cancel_unsent(imp: Import, *, request: Any = None) -> int:
+    count = imp.cancel_unsent(request=request)
     _settle(imp.pk)
     return count
 
@@ -1036,9 +946,7 @@ def sweep() -> int:
     stale = Chunk.objects.filter(state=Chunk.SENDING, lease_until__lt=now)
     for chunk in stale:
         # Sent again with the same Idempotency-Key: applied at most once.
-        if Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING, lease_until__lt=now).update(
-            state=Chunk.QUEUED, lease_until=None
-        ):
+        if chunk.take_over(now):
             Import.objects.filter(pk=chunk.import_run_id).update(lease_until=now)
             taken_over += 1
             requeued.add(chunk.import_run_id)

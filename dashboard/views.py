@@ -615,10 +615,10 @@ def import_mapping(request: HttpRequest, pk: int) -> HttpResponse:
         context = _detail_context(imp, request.user)
         context["mapping_form"] = form
         return render(request, "dashboard/import_detail.html", context, status=400)
-    imp.mapping = form.cleaned_data["mapping"]
-    imp.state = Import.MAPPED
-    imp.save(update_fields=["mapping", "state", "updated"])
-    imports.start_validation(imp)
+    if imp.map(form.cleaned_data["mapping"]):
+        imports.start_validation(imp)
+    else:
+        messages.error(request, "This import changed meanwhile: its mapping can't change any more.")
     return redirect(imp)
 
 
@@ -650,18 +650,7 @@ def import_remap(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
-    cancellable = (Import.UPLOADED, Import.MAPPED, Import.VALIDATING, Import.VALIDATED)
-    updated = Import.objects.filter(pk=imp.pk, state__in=cancellable).update(
-        state=Import.CANCELLED, lease_until=None
-    )
-    if updated:
-        audit.record(
-            "import.cancelled",
-            request=request,
-            target=imp,
-            audience=imp.audience_name,
-            details={"was": imp.state},
-        )
+    if imp.cancel(request=request):
         messages.success(request, "Import cancelled: nothing was sent.")
     else:
         messages.error(request, f"This import is {imp.state}: it can't be cancelled.")
@@ -673,21 +662,10 @@ def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
     try:
-        submission.submit(imp)
+        submission.submit(imp, request=request)
     except submission.NotSubmittable as refused:
         messages.error(request, str(refused))
     else:
-        audit.record(
-            "import.submitted",
-            request=request,
-            target=imp,
-            audience=imp.audience_name,
-            details={
-                "valid_rows": imp.valid_rows,
-                "adds": imp.add_count,
-                "removes": imp.remove_count,
-            },
-        )
         messages.success(
             request, f"Submitting {imp.valid_rows:,} IDs in chunks; this page follows them."
         )
@@ -699,18 +677,11 @@ def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
 def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
     try:
-        count = submission.retry_failed(imp)
+        count = submission.retry_failed(imp, request=request)
     except submission.NotRetryable as refused:
         messages.error(request, str(refused))
         return redirect(imp)
     if count:
-        audit.record(
-            "import.retried",
-            request=request,
-            target=imp,
-            audience=imp.audience_name,
-            details={"chunks": count},
-        )
         messages.success(request, f"Sending {count} failed chunk{'s' if count != 1 else ''} again.")
     else:
         messages.error(request, "No chunk has failed: there is nothing to retry.")
@@ -733,15 +704,8 @@ def import_check_audience(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def import_cancel_unsent(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
-    count = submission.cancel_unsent(imp)
+    count = submission.cancel_unsent(imp, request=request)
     if count:
-        audit.record(
-            "import.cancelled",
-            request=request,
-            target=imp,
-            audience=imp.audience_name,
-            details={"unsent_chunks": count},
-        )
         messages.success(
             request, f"Cancelled {count} chunk{'s' if count != 1 else ''} not sent yet."
         )

@@ -277,7 +277,7 @@ def test_too_many_attributes_is_the_same_verdict_on_both_sides(
     }
     imp.state = Import.MAPPED
     imp.save()
-    imports.start_validation(imp)
+    assert imports.start_validation(imp)
     work()
     assert [r.has_problems for r in rows_of(imp)] == [True, False]
     items = [
