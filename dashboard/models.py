@@ -372,7 +372,7 @@ class Import(models.Model):
 
     # Before submission, a validated import (or one whose validation failed) may go back to
     # its mapping: nothing was sent, and validating again rebuilds every row.
-    REMAPPABLE = (VALIDATED, FAILED)
+    REMAPPABLE = TRANSITIONS["reopen_mapping"][0]
     MAPPED_SOURCES = ("file", "paste")  # a single fix or an undo has no mapping to change
     # What a validation run leaves on the import, as it was before the first run.
     VALIDATION_RESULTS: dict[str, Any] = {
@@ -438,6 +438,11 @@ class Import(models.Model):
         return True
 
     # --- Transitions (TRANSITIONS): each a conditional update, True when it happened ---------
+
+    def can(self, name: str) -> bool:
+        """Whether the move `name` may start from this import's state (as this instance knows
+        it): what a page offers; the move itself checks again."""
+        return self.state in self.TRANSITIONS[name][0]
 
     def _moving(self, name: str, to: str) -> ImportQuerySet:
         """This import, if it is in a state that `name` may move to `to` from."""

@@ -81,7 +81,7 @@ def submit(imp: Import, *, request: Any = None, user: Any = None, audited: bool 
     Audited as import.submitted (by `request`'s user, or `user`) unless `audited` is False."""
     from dashboard.tasks import prepare_chunks
 
-    if imp.state != Import.VALIDATED:
+    if not imp.can("submit"):
         raise NotSubmittable(
             f"This import is {imp.state}; only a validated import can be submitted."
         )

@@ -503,7 +503,7 @@ def _detail_context(imp: Import, user: Any) -> dict[str, Any]:
             "can_check": imp.state == Import.VALIDATED
             or (imp.state == Import.FAILED and not imp.chunks.exists()),
         }
-    if imp.state in (Import.UPLOADED, Import.MAPPED):
+    if imp.can("map"):
         context["mapping_form"] = MappingForm(imp=imp)
         context["encoding_name"] = (
             "UTF-8 (pasted text)"
@@ -591,7 +591,7 @@ def import_state(request: HttpRequest, pk: int) -> HttpResponse:
 def import_format(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
     form = FormatForm(request.POST, imp=imp)
-    if imp.state not in (Import.UPLOADED, Import.MAPPED):
+    if not imp.can("read_again"):
         messages.error(request, f"This import is {imp.state}: it can't be read again any more.")
     elif not form.is_valid():
         messages.error(request, "Choose an encoding and a delimiter from the lists.")
@@ -607,7 +607,7 @@ def import_format(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def import_mapping(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
-    if imp.state not in (Import.UPLOADED, Import.MAPPED):
+    if not imp.can("map"):
         messages.error(request, f"This import is {imp.state}: its mapping can't change any more.")
         return redirect(imp)
     form = MappingForm(request.POST, imp=imp)
