@@ -578,7 +578,6 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
         state = answer.get("indexing_state")
     except ClientError as error:
         if error.error_code in ("AUDIENCE_NOT_FOUND", "INDEXING_TOKEN_NOT_FOUND"):
-            chunk.import_run = imp
             failed = chunk.fail(error.error_code, error.error_message)
             if failed and is_permanent(error):  # the audience was removed since
                 _stop(imp, chunk, error)
