@@ -26,7 +26,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from audiences import ratelimit, rules
+from audiences import limits, ratelimit, rules
 from audiences.models import ApiKey, Audience, Member, Operation, Project, rfc3339
 from audiences.operations import (
     AudienceAlreadyExists,
@@ -106,7 +106,7 @@ def _authenticate(request: HttpRequest) -> Project:
 
 
 def _read_body(request: HttpRequest) -> bytes:
-    limit = settings.AUDIENCE_API_MAX_BODY_BYTES
+    limit = limits.max_body_bytes()
     too_large = ApiError(
         413,
         "PAYLOAD_TOO_LARGE",

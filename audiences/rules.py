@@ -19,8 +19,8 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-MAX_IDS = 10_000
-MAX_ATTRIBUTES = 15
+from audiences.limits import MAX_ATTRIBUTES, MAX_IDS
+
 MAX_ERRORS = 100
 MAX_AUDIENCE_NAME = 255
 MAX_DISPLAY_NAME = 255
@@ -402,7 +402,7 @@ _valid_keys: dict[tuple[str, ...], tuple[tuple[str, Any], ...]] = {}
 
 
 def value_checks(keys: Iterable[str]) -> tuple[Any, ...] | None:
-    """For attributes objects whose keys are some of these (valid names, distinct, at most 15):
+    """For attributes objects whose keys are some of these (valid names, distinct, at most MAX_ATTRIBUTES):
     each key's function that is True for a value check_attributes stores as it is, so that many
     objects' values can be checked a key at a time (values_as_is). None when the keys
     themselves break a rule (check_attributes says which)."""
@@ -523,7 +523,7 @@ def _check_attributes(attributes: Any, path: str, problems: Problems) -> dict[st
         problems.add(
             path,
             "TOO_MANY_ATTRIBUTES",
-            f"{path}: has {len(attributes)} attributes, more than the 15 allowed",
+            f"{path}: has {len(attributes)} attributes, more than the {MAX_ATTRIBUTES} allowed",
         )
     bases: dict[str, str] = {}
     checks: list[tuple[str, Any]] = []
@@ -679,13 +679,13 @@ def _check_ids(value: Any, replace: bool, problems: Problems) -> list[Item]:
         )
         return []
     if not value:
-        problems.add("ids", "EMPTY_IDS", "ids: is empty; send 1 to 10,000 items")
+        problems.add("ids", "EMPTY_IDS", f"ids: is empty; send 1 to {MAX_IDS:,} items")
         return []
     if len(value) > MAX_IDS:
         problems.add(
             "ids",
             "TOO_MANY_IDS",
-            f"ids: has {len(value):,} items, more than the 10,000 allowed in one call; "
+            f"ids: has {len(value):,} items, more than the {MAX_IDS:,} allowed in one call; "
             "split it into several calls",
         )
         return []

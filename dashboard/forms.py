@@ -7,9 +7,9 @@ from django import forms
 from django.conf import settings
 from django.db import models
 
-from audiences import rules
+from audiences import limits, rules
 from dashboard import csvfiles, fixes, mapping
-from dashboard.models import MAX_CHUNK_SIZE, Connection, Import
+from dashboard.models import Connection, Import
 
 
 class ConnectionForm(forms.ModelForm):
@@ -29,7 +29,7 @@ class ConnectionForm(forms.ModelForm):
     class Meta:
         model = Connection
         fields = ["name", "base_url", "project_key", "chunk_size", "calls_per_second"]
-        help_texts = {"chunk_size": f"IDs per API call, at most {MAX_CHUNK_SIZE:,}"}
+        help_texts = {"chunk_size": f"IDs per API call, at most {limits.MAX_IDS:,}"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -249,8 +249,8 @@ class MappingForm(forms.Form):
         chosen = self.chosen_attributes()
         return {
             "count": len(chosen),
-            "limit": rules.MAX_ATTRIBUTES,
-            "over": max(0, len(chosen) - rules.MAX_ATTRIBUTES),
+            "limit": limits.MAX_ATTRIBUTES,
+            "over": max(0, len(chosen) - limits.MAX_ATTRIBUTES),
         }
 
     def clean(self) -> dict[str, Any]:
@@ -293,13 +293,13 @@ class MappingForm(forms.Form):
                     "separator": data.get(f"separator_{i}") or "|",
                 }
             )
-        if len(typed) > rules.MAX_ATTRIBUTES:
+        if len(typed) > limits.MAX_ATTRIBUTES:
             # Every row would carry too many: refused here rather than on each row.
-            over = typed[rules.MAX_ATTRIBUTES :]
+            over = typed[limits.MAX_ATTRIBUTES :]
             self.add_error(
                 None,
                 f"{len(typed)} columns are mapped to attributes, more than the "
-                f"{rules.MAX_ATTRIBUTES} an ID can carry: set {len(over)} of them to "
+                f"{limits.MAX_ATTRIBUTES} an ID can carry: set {len(over)} of them to "
                 f"“Ignore this column” (for example {_and_list(over)}).",
             )
         data["mapping"] = {
@@ -393,7 +393,7 @@ class FixForm(forms.Form):
         self.rows: list[dict[str, Any]] = []
         if data is not None:
             keys = []
-            for i in range(rules.MAX_ATTRIBUTES):
+            for i in range(limits.MAX_ATTRIBUTES):
                 if f"attr-{i}-key" not in data:
                     break
                 keys.append((data[f"attr-{i}-key"], data.get(f"attr-{i}-type", "string")))
