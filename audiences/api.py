@@ -241,7 +241,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _idempotency_key(request: HttpRequest) -> str | None:
-    key = request.META.get("HTTP_IDEMPOTENCY_KEY")
+    key: str | None = request.META.get("HTTP_IDEMPOTENCY_KEY")
     if key is None:
         return None
     if not 1 <= len(key) <= 255:
@@ -337,13 +337,19 @@ def create(
     return _accepted(operation)
 
 
-def _items_route(kind: str, validate: Callable) -> Callable:
+_WriteRoute = Callable[[HttpRequest, Project, dict[str, Any], str | None], HttpResponse]
+
+
+def _items_route(
+    kind: str, validate: Callable[[dict[str, Any]], tuple[rules.Body | None, list[rules.Problem]]]
+) -> _WriteRoute:
     def route(
         request: HttpRequest, project: Project, body: dict[str, Any], key: str | None
     ) -> HttpResponse:
         parsed, problems = validate(body)
         if problems:
             raise ApiError.from_problems(problems)
+        assert parsed is not None
         try:
             operation = accept_items(project, kind, parsed.name, parsed.ids, key)
         except AudienceNotFound:
@@ -359,6 +365,7 @@ def remove(
     parsed, problems = rules.validate_remove(body)
     if problems:
         raise ApiError.from_problems(problems)
+    assert parsed is not None
     try:
         operation = accept_remove(project, parsed.name, key)
     except AudienceNotFound:

@@ -13,7 +13,7 @@ import re
 import unicodedata
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, BinaryIO
@@ -111,7 +111,7 @@ def open_binary(path_or_file: str | BinaryIO) -> tuple[BinaryIO, BinaryIO]:
     raw.seek(0)
     if magic == b"\x1f\x8b":
         inflating = _Inflating(gzip.GzipFile(fileobj=raw, mode="rb"), raw)
-        return io.BufferedReader(inflating), raw  # type: ignore[return-value]
+        return io.BufferedReader(inflating), raw
     return raw, raw
 
 
@@ -576,7 +576,7 @@ class _Transcoding(io.RawIOBase):
 
 def transcoded(stream: BinaryIO, encoding: str) -> BinaryIO:
     """The UTF-8 bytes of a stream in ``encoding`` (see _Transcoding)."""
-    return io.BufferedReader(_Transcoding(stream, encoding), _READ_BYTES)  # type: ignore[return-value]
+    return io.BufferedReader(_Transcoding(stream, encoding), _READ_BYTES)
 
 
 def iter_blocks(stream: BinaryIO, encoding: str, delimiter: str) -> Iterator[tuple[int, bytes]]:
@@ -658,9 +658,10 @@ def parse_block(data: bytes, delimiter: str, first_number: int) -> list[tuple[in
     except UnicodeDecodeError:
         text = data.decode("utf-8", "surrogateescape")
         suspect = True
-    rows = _lines_split(text, data, delimiter)
-    if rows is None:
-        rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    split = _lines_split(text, data, delimiter)
+    rows: Iterable[list[str]] = (
+        csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if split is None else split
+    )
     number = first_number - 1
     records: list[tuple[int, list[str]]] = []
     append = records.append

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -12,7 +13,7 @@ from dashboard import csvfiles, fixes, mapping
 from dashboard.models import Connection, Import
 
 
-class ConnectionForm(forms.ModelForm):
+class ConnectionForm(forms.ModelForm[Connection]):
     base_url = forms.URLField(
         label="Base URL",
         assume_scheme="https",
@@ -43,7 +44,7 @@ class ConnectionForm(forms.ModelForm):
                     self.fields[name].required = False
 
     def clean_rest_key(self) -> str:
-        key = self.cleaned_data.get("rest_key", "").strip()
+        key: str = self.cleaned_data.get("rest_key", "").strip()
         if not key and not self.instance.pk:
             raise forms.ValidationError("Enter the project's REST API key.")
         return key
@@ -76,7 +77,7 @@ class AudienceForm(forms.Form):
         return _audience_name(self.cleaned_data["name"])
 
     def clean_display_name(self) -> str:
-        value = self.cleaned_data.get("display_name", "")
+        value: str = self.cleaned_data.get("display_name", "")
         if value:
             problem = rules.display_name_problem(value)
             if problem:
@@ -92,9 +93,10 @@ class RemoveAudienceForm(forms.Form):
         self.name = name
 
     def clean_confirm(self) -> str:
-        if self.cleaned_data["confirm"] != self.name:
+        confirm: str = self.cleaned_data["confirm"]
+        if confirm != self.name:
             raise forms.ValidationError(f"Type {self.name} exactly to remove this audience.")
-        return self.cleaned_data["confirm"]
+        return confirm
 
 
 class _PasteInput(forms.Textarea):
@@ -102,7 +104,7 @@ class _PasteInput(forms.Textarea):
     of HTML, for a text the user has anyway): the error above it says its size instead."""
 
     def format_value(self, value: Any) -> str | None:
-        text = super().format_value(value)
+        text: str | None = super().format_value(value)
         if text and len(text.encode("utf-8", "surrogatepass")) > settings.IMPORT_MAX_PASTE_BYTES:
             return None
         return text
@@ -130,7 +132,8 @@ class ImportForm(forms.Form):
         return _audience_name(self.cleaned_data["audience_name"])
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         has_file = bool(data.get("file"))
         has_paste = bool((data.get("paste") or "").strip())
         if has_file and has_paste:
@@ -254,7 +257,8 @@ class MappingForm(forms.Form):
         }
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         id_column = data.get("id_column")
         if id_column in (None, ""):
             self.add_error("id_column", "Choose the column that holds the IDs.")
@@ -321,7 +325,7 @@ class LookupForm(forms.Form):
     connection = forms.ModelChoiceField(queryset=Connection.objects.all(), empty_label=None)
 
     def clean_id(self) -> str:
-        value = self.cleaned_data["id"]
+        value: str = self.cleaned_data["id"]
         problem = rules.custom_id_problem(value, "id")
         if problem:
             raise forms.ValidationError(problem.message.removeprefix("id: "))
@@ -332,7 +336,7 @@ class LookupForm(forms.Form):
 FIX_TYPES = [(t, label) for t, label in mapping.TYPES if t != "ignore"]
 # One input per type: a hint of the keyboard to show, never a browser check that would keep
 # the user from typing what they mean (a number turned into text is warned about, not blocked).
-_VALUE_WIDGETS = {
+_VALUE_WIDGETS: dict[str, Callable[[], forms.Widget]] = {
     "number": lambda: forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
     "float": lambda: forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
     "date": lambda: forms.TextInput(
@@ -438,13 +442,14 @@ class FixForm(forms.Form):
         return _audience_name(self.cleaned_data["audience"])
 
     def clean_reason(self) -> str:
-        reason = self.cleaned_data["reason"].strip()
+        reason: str = self.cleaned_data["reason"].strip()
         if not reason:
             raise forms.ValidationError("Say why you make this fix.")
         return reason
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("action") == "remove":
             data["parsed_attributes"] = None
             data["type_changes"] = []
