@@ -26,7 +26,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from audiences import limits, ratelimit, rules
+from audiences import limits, ratelimit, rules, tasks
 from audiences.models import ApiKey, Audience, Member, Operation, Project, rfc3339
 from audiences.operations import (
     AudienceAlreadyExists,
@@ -334,6 +334,7 @@ def create(
             "name",
             f"name: an audience named {rules.show(parsed.name)} already exists in this project",
         ) from None
+    tasks.apply_after_commit(operation)
     return _accepted(operation)
 
 
@@ -354,6 +355,7 @@ def _items_route(
             operation = accept_items(project, kind, parsed.name, parsed.ids, key)
         except AudienceNotFound:
             raise _not_found(parsed.name) from None
+        tasks.apply_after_commit(operation)
         return _accepted(operation)
 
     return route
@@ -370,6 +372,7 @@ def remove(
         operation = accept_remove(project, parsed.name, key)
     except AudienceNotFound:
         raise _not_found(parsed.name) from None
+    tasks.apply_after_commit(operation)
     return _accepted(operation)
 
 

@@ -66,12 +66,6 @@ def _remember(project: Project, key: str | None, operation: Operation) -> None:
         IdempotencyKey.objects.create(project=project, key=key, operation=operation)
 
 
-def _enqueue_after_commit(audience_id: int) -> None:
-    from audiences.tasks import enqueue_apply
-
-    transaction.on_commit(lambda: enqueue_apply(audience_id))
-
-
 # A payload is zstd-compressed lines of ``<a|r><ID as JSON>\t<attributes as JSON>\n``, after a
 # one-byte version mark: a few times smaller, so less to write while holding the lock, for a
 # few milliseconds a call (zlib took four times as long to compress, and to expand, and left
@@ -142,7 +136,6 @@ def _accept(project: Project, key: str | None, write: Callable[[], Operation]) -
                 return replay
             operation = write()
             _remember(project, key, operation)
-            _enqueue_after_commit(operation.audience_id)
             return operation
     except IntegrityError:
         replay = remembered_operation(project, key)
