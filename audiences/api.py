@@ -141,7 +141,8 @@ def _reject_constant(name: str) -> Any:
 
 _MALFORMED = "The body is not valid JSON"
 # An integer that may not fit in 64 bits: 19 digits or more where a number can start. A run of
-# 19 digits is looked for first, in a copy with every digit made "0": several times faster.
+# 19 digits is looked for first, in a copy with every digit made "0", which is cheaper than
+# the regular expression over every body.
 _LONG_INTEGER_RE = re.compile(rb"[\[:,]\s*-?[0-9]{19}")
 _DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
 

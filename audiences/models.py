@@ -165,7 +165,7 @@ class Operation(models.Model):
 
 class RowId(_BigAutoField):
     """The id of a row that nothing refers to by its id: on SQLite, without AUTOINCREMENT,
-    whose bookkeeping (a write to sqlite_sequence for every row) cost an eighth of each insert.
+    whose bookkeeping is a write to sqlite_sequence for every row inserted.
     SQLite may then give a deleted row's id again, which no API answer shows."""
 
     def db_type_suffix(self, connection: Any) -> str | None:
