@@ -181,3 +181,15 @@ def test_project_modules_are_imported_at_the_top_of_a_module():
         if i.in_function is not None and not i.allowed_inside
     }
     assert sorted(local) == []
+
+
+def test_the_two_apps_meet_only_at_the_apis_rules_and_limits():
+    """design.md: audiences/ knows nothing of the dashboard, and the dashboard reaches audience
+    data only through the HTTP client, importing only the API's pure rules and its limits."""
+    crossings = {
+        (i.module, i.target)
+        for i in IMPORTS
+        if i.module.split(".")[0] != i.target.split(".")[0]
+        and i.target not in ("audiences.rules", "audiences.limits")
+    }
+    assert sorted(crossings) == []
