@@ -68,8 +68,9 @@ def _remember(project: Project, key: str | None, operation: Operation) -> None:
 
 # A payload is zstd-compressed lines of ``<a|r><ID as JSON>\t<attributes as JSON>\n``, after a
 # one-byte version mark: compressed, so there is less to write while holding the lock, and by
-# zstd, quicker than zlib both ways (bench/RESULTS.md). JSON strings hold no raw tab or newline, so the lines split as they are,
-# and the apply writes each member's attributes without parsing them again.
+# zstd, quicker than zlib both ways (bench/RESULTS.md). JSON strings hold no raw tab or
+# newline, so the lines split as they are, and the apply writes each member's attributes
+# without parsing them again.
 _LINES = b"\x02"
 _ACTIONS = {"add": b"a", "remove": b"r"}
 _ACTION_OF = {ord("a"): "add", ord("r"): "remove"}
