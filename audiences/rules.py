@@ -403,10 +403,10 @@ _valid_keys: dict[tuple[str, ...], tuple[tuple[str, Any], ...]] = {}
 
 
 def value_checks(keys: Iterable[str]) -> tuple[Any, ...] | None:
-    """For attributes objects whose keys are some of these (valid names, distinct, at most MAX_ATTRIBUTES):
-    each key's function that is True for a value check_attributes stores as it is, so that many
-    objects' values can be checked a key at a time (values_as_is). None when the keys
-    themselves break a rule (check_attributes says which)."""
+    """For attributes objects whose keys are some of these (valid names, distinct, at most
+    MAX_ATTRIBUTES): each key's function that is True for a value check_attributes stores as
+    it is, so that many objects' values can be checked a key at a time (values_as_is). None
+    when the keys themselves break a rule (check_attributes says which)."""
     keys = tuple(keys)
     known = _valid_keys.get(keys)
     if known is None:
