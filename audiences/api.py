@@ -26,7 +26,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from audiences import ratelimit, rules
+from audiences import limits, ratelimit, rules, tasks
 from audiences.models import ApiKey, Audience, Member, Operation, Project, rfc3339
 from audiences.operations import (
     AudienceAlreadyExists,
@@ -106,7 +106,7 @@ def _authenticate(request: HttpRequest) -> Project:
 
 
 def _read_body(request: HttpRequest) -> bytes:
-    limit = settings.AUDIENCE_API_MAX_BODY_BYTES
+    limit = limits.max_body_bytes()
     too_large = ApiError(
         413,
         "PAYLOAD_TOO_LARGE",
@@ -141,7 +141,8 @@ def _reject_constant(name: str) -> Any:
 
 _MALFORMED = "The body is not valid JSON"
 # An integer that may not fit in 64 bits: 19 digits or more where a number can start. A run of
-# 19 digits is looked for first, in a copy with every digit made "0": several times faster.
+# 19 digits is looked for first, in a copy with every digit made "0", which is cheaper than
+# the regular expression over every body.
 _LONG_INTEGER_RE = re.compile(rb"[\[:,]\s*-?[0-9]{19}")
 _DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
 
@@ -241,7 +242,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _idempotency_key(request: HttpRequest) -> str | None:
-    key = request.META.get("HTTP_IDEMPOTENCY_KEY")
+    key: str | None = request.META.get("HTTP_IDEMPOTENCY_KEY")
     if key is None:
         return None
     if not 1 <= len(key) <= 255:
@@ -334,20 +335,28 @@ def create(
             "name",
             f"name: an audience named {rules.show(parsed.name)} already exists in this project",
         ) from None
+    tasks.apply_after_commit(operation)
     return _accepted(operation)
 
 
-def _items_route(kind: str, validate: Callable) -> Callable:
+_WriteRoute = Callable[[HttpRequest, Project, dict[str, Any], str | None], HttpResponse]
+
+
+def _items_route(
+    kind: str, validate: Callable[[dict[str, Any]], tuple[rules.Body | None, list[rules.Problem]]]
+) -> _WriteRoute:
     def route(
         request: HttpRequest, project: Project, body: dict[str, Any], key: str | None
     ) -> HttpResponse:
         parsed, problems = validate(body)
         if problems:
             raise ApiError.from_problems(problems)
+        assert parsed is not None
         try:
             operation = accept_items(project, kind, parsed.name, parsed.ids, key)
         except AudienceNotFound:
             raise _not_found(parsed.name) from None
+        tasks.apply_after_commit(operation)
         return _accepted(operation)
 
     return route
@@ -359,10 +368,12 @@ def remove(
     parsed, problems = rules.validate_remove(body)
     if problems:
         raise ApiError.from_problems(problems)
+    assert parsed is not None
     try:
         operation = accept_remove(project, parsed.name, key)
     except AudienceNotFound:
         raise _not_found(parsed.name) from None
+    tasks.apply_after_commit(operation)
     return _accepted(operation)
 
 

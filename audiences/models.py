@@ -7,10 +7,11 @@ import hmac
 import json
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 IN_PROGRESS = "IN_PROGRESS"
@@ -75,7 +76,16 @@ class ApiKey(models.Model):
         return key.project
 
 
-class ExactTextField(models.TextField):
+if TYPE_CHECKING:
+    # Django's fields are generic to the stubs only (set type, get type).
+    _TextField = models.TextField[str | Combinable, str]
+    _BigAutoField = models.BigAutoField[int | str | Combinable, int]
+else:
+    _TextField = models.TextField
+    _BigAutoField = models.BigAutoField
+
+
+class ExactTextField(_TextField):
     """Any Unicode string, stored as a JSON string so it comes back exactly.
 
     PostgreSQL's text can't hold NUL, which a display name may contain (any 1 to 255
@@ -162,9 +172,9 @@ class Operation(models.Model):
         return self.state
 
 
-class RowId(models.BigAutoField):
+class RowId(_BigAutoField):
     """The id of a row that nothing refers to by its id: on SQLite, without AUTOINCREMENT,
-    whose bookkeeping (a write to sqlite_sequence for every row) cost an eighth of each insert.
+    whose bookkeeping is a write to sqlite_sequence for every row inserted.
     SQLite may then give a deleted row's id again, which no API answer shows."""
 
     def db_type_suffix(self, connection: Any) -> str | None:

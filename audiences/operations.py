@@ -6,7 +6,7 @@ import logging
 import secrets
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -65,21 +65,18 @@ def _remember(project: Project, key: str | None, operation: Operation) -> None:
         IdempotencyKey.objects.create(project=project, key=key, operation=operation)
 
 
-def _enqueue_after_commit(audience_id: int) -> None:
-    from audiences.tasks import enqueue_apply
-
-    transaction.on_commit(lambda: enqueue_apply(audience_id))
-
-
 # A payload is zstd-compressed lines of ``<a|r><ID as JSON>\t<attributes as JSON>\n``, after a
-# one-byte version mark: a few times smaller, so less to write while holding the lock, for a
-# few milliseconds a call (zlib took four times as long to compress, and to expand, and left
-# it a third larger). JSON strings hold no raw tab or newline, so the lines split as they are,
-# and the apply writes each member's attributes without parsing them again.
+# one-byte version mark: compressed, so there is less to write while holding the lock, and by
+# zstd, quicker than zlib both ways (bench/RESULTS.md). JSON strings hold no raw tab or
+# newline, so the lines split as they are, and the apply writes each member's attributes
+# without parsing them again.
 _LINES = b"\x02"
 _ACTIONS = {"add": b"a", "remove": b"r"}
 _ACTION_OF = {ord("a"): "add", ord("r"): "remove"}
 _ZSTD_FRAME = b"\x28\xb5\x2f\xfd"  # how every zstd frame starts
+# An operation made ready to apply: its members' upsert rows, its removed (ID, audience) pairs,
+# and how many IDs it adds to and removes from the audience (see _ready_rows).
+_Ready = tuple[list[tuple[Any, ...]], list[tuple[str, int]], int, int]
 _zstd = threading.local()  # a compressor and a decompressor per thread: they are not shared
 
 
@@ -100,7 +97,7 @@ def encode_items(items: Iterable[rules.Item]) -> tuple[bytes, int]:
     return _zstd_of_this_thread().compressor.compress(_LINES + b"".join(lines)), len(lines)
 
 
-def decode_rows(payload: bytes | None) -> list[tuple[str, str, str]]:
+def decode_rows(payload: bytes | memoryview | None) -> list[tuple[str, str, str]]:
     """(action, ID, attributes as JSON text) of each stored item, in the stored order."""
     if not payload:
         return []
@@ -124,12 +121,12 @@ def decode_rows(payload: bytes | None) -> list[tuple[str, str, str]]:
     return rows
 
 
-def decode_items(payload: bytes | None) -> list[list[Any]]:
+def decode_items(payload: bytes | memoryview | None) -> list[list[Any]]:
     """The stored items as [action, ID, attributes] (attributes parsed)."""
     return [[a, cid, orjson.loads(attrs)] for a, cid, attrs in decode_rows(payload)]
 
 
-def _accept(project: Project, key: str | None, write) -> Operation:  # type: ignore[no-untyped-def]
+def _accept(project: Project, key: str | None, write: Callable[[], Operation]) -> Operation:
     """Run ``write`` in a transaction; a concurrent call with the same key gets its answer."""
     try:
         with transaction.atomic():
@@ -138,7 +135,6 @@ def _accept(project: Project, key: str | None, write) -> Operation:  # type: ign
                 return replay
             operation = write()
             _remember(project, key, operation)
-            _enqueue_after_commit(operation.audience_id)
             return operation
     except IntegrityError:
         replay = remembered_operation(project, key)
@@ -247,11 +243,13 @@ def apply_pending(audience_id: int) -> int:
                 return applied
             if ready is None or ready[0] != operation.pk:
                 ready = _ready_rows(audience_id, operation.pk)  # another worker went first
+                # Found just above, pending, and its audience locked: it is still there.
+                assert ready is not None
             _apply(audience, operation, ready[1])
             applied += 1
 
 
-def _ready_rows(audience_id: int, operation_id: int | None = None) -> tuple[int, Any] | None:
+def _ready_rows(audience_id: int, operation_id: int | None = None) -> tuple[int, _Ready] | None:
     """(id, rows) of the audience's next pending operation (or of that one): its adds as
     upsert rows in ID order, its removed IDs, and for an update how many of its added IDs were
     not members yet and how many of its removed ones were; None when there is none.
@@ -297,7 +295,7 @@ def _members_among(cursor, audience_id: int, ids: list[str]) -> int:  # type: ig
     return found
 
 
-def _apply(audience: Audience, operation: Operation, ready: tuple[list, list, int, int]) -> None:
+def _apply(audience: Audience, operation: Operation, ready: _Ready) -> None:
     now = timezone.now()
     if operation.kind in (Operation.UPDATE, Operation.REPLACE):
         adds, removes, new, gone = ready

@@ -19,8 +19,8 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-MAX_IDS = 10_000
-MAX_ATTRIBUTES = 15
+from audiences.limits import MAX_ATTRIBUTES, MAX_IDS
+
 MAX_ERRORS = 100
 MAX_AUDIENCE_NAME = 255
 MAX_DISPLAY_NAME = 255
@@ -361,7 +361,8 @@ def _plain_as_is(value: Any) -> bool:
     if cls is str:
         return 0 < len(value) <= MAX_STRING
     if cls is int:
-        return MIN_INT <= value <= MAX_INT
+        integer: int = value
+        return MIN_INT <= integer <= MAX_INT
     if cls is float:
         return math.isfinite(value)
     if cls is list:
@@ -402,10 +403,10 @@ _valid_keys: dict[tuple[str, ...], tuple[tuple[str, Any], ...]] = {}
 
 
 def value_checks(keys: Iterable[str]) -> tuple[Any, ...] | None:
-    """For attributes objects whose keys are some of these (valid names, distinct, at most 15):
-    each key's function that is True for a value check_attributes stores as it is, so that many
-    objects' values can be checked a key at a time (values_as_is). None when the keys
-    themselves break a rule (check_attributes says which)."""
+    """For attributes objects whose keys are some of these (valid names, distinct, at most
+    MAX_ATTRIBUTES): each key's function that is True for a value check_attributes stores as
+    it is, so that many objects' values can be checked a key at a time (values_as_is). None
+    when the keys themselves break a rule (check_attributes says which)."""
     keys = tuple(keys)
     known = _valid_keys.get(keys)
     if known is None:
@@ -415,10 +416,10 @@ def value_checks(keys: Iterable[str]) -> tuple[Any, ...] | None:
         checks = []
         for key in keys:
             parsed = parse_attribute_key(key)
-            if parsed.__class__ is not AttributeKey or parsed.base in bases:  # type: ignore[union-attr]
+            if parsed.__class__ is not AttributeKey or parsed.base in bases:
                 return None
-            bases.add(parsed.base)  # type: ignore[union-attr]
-            checks.append((key, _AS_IS[parsed.kind]))  # type: ignore[union-attr]
+            bases.add(parsed.base)
+            checks.append((key, _AS_IS[parsed.kind]))
         known = tuple(checks)
         if len(_valid_keys) < 1_000:
             _valid_keys[keys] = known
@@ -437,7 +438,8 @@ def values_as_is(as_is: Any, values: list[Any]) -> bool:
             if kind is str:
                 return min(map(len, values)) > 0 and max(map(len, values)) <= MAX_STRING
             if kind is int:
-                return min(values) >= MIN_INT and max(values) <= MAX_INT
+                integers: list[int] = values
+                return min(integers) >= MIN_INT and max(integers) <= MAX_INT
             if kind is float:
                 return all(map(math.isfinite, values))
             if kind is list:
@@ -523,7 +525,7 @@ def _check_attributes(attributes: Any, path: str, problems: Problems) -> dict[st
         problems.add(
             path,
             "TOO_MANY_ATTRIBUTES",
-            f"{path}: has {len(attributes)} attributes, more than the 15 allowed",
+            f"{path}: has {len(attributes)} attributes, more than the {MAX_ATTRIBUTES} allowed",
         )
     bases: dict[str, str] = {}
     checks: list[tuple[str, Any]] = []
@@ -538,7 +540,7 @@ def _check_attributes(attributes: Any, path: str, problems: Problems) -> dict[st
                 f"{path}.{key}: {show(key)} is not valid: {parsed}",
             )
             continue
-        base = parsed.base  # type: ignore[union-attr]
+        base = parsed.base
         if base in bases:
             ok = names_ok = False
             problems.add(
@@ -549,11 +551,11 @@ def _check_attributes(attributes: Any, path: str, problems: Problems) -> dict[st
             )
             continue
         bases[base] = key
-        as_is = _AS_IS[parsed.kind]  # type: ignore[union-attr]
+        as_is = _AS_IS[parsed.kind]
         checks.append((key, as_is))
         if as_is(value):
             continue
-        stored, why = attribute_value(parsed, value)  # type: ignore[arg-type]
+        stored, why = attribute_value(parsed, value)
         if why:
             ok = False
             problems.add(
@@ -565,9 +567,8 @@ def _check_attributes(attributes: Any, path: str, problems: Problems) -> dict[st
         _valid_keys[tuple(attributes)] = tuple(checks)
     if not ok:
         return None
-    if changed:
-        attributes = {**attributes, **changed}
-    return attributes
+    checked: dict[str, Any] = {**attributes, **changed} if changed else attributes
+    return checked
 
 
 # --- Whole request bodies -----------------------------------------------------------------------
@@ -612,21 +613,23 @@ def _check_item(raw: Any, index: int, replace: bool, problems: Problems) -> Item
         custom_id = raw.get("id")
         if (
             custom_id.__class__ is str
-            and 0 < len(custom_id) <= MAX_ID_LENGTH  # type: ignore[arg-type]
-            and plain_id(custom_id)  # type: ignore[arg-type]
+            and 0 < len(custom_id) <= MAX_ID_LENGTH
+            and plain_id(custom_id)
         ):
             size = len(raw)
             action = "add" if replace else raw.get("action")
             if action == "add":
                 given = size - (1 if replace else 2)  # keys besides id (and action)
                 if given == 0:
-                    return Item("add", custom_id, {})  # type: ignore[arg-type]
-                attributes = raw.get("attributes")
-                if given == 1 and attributes.__class__ is dict:
-                    normal = check_attributes(attributes, f"ids[{index}].attributes", problems)
-                    return None if normal is None else Item("add", custom_id, normal)  # type: ignore[arg-type]
+                    return Item("add", custom_id, {})
+                given_attributes = raw.get("attributes")
+                if given == 1 and given_attributes.__class__ is dict:
+                    normal = check_attributes(
+                        given_attributes, f"ids[{index}].attributes", problems
+                    )
+                    return None if normal is None else Item("add", custom_id, normal)
             elif action == "remove" and size == 2:
-                return Item("remove", custom_id, None)  # type: ignore[arg-type]
+                return Item("remove", custom_id, None)
     path = f"ids[{index}]"
     if not isinstance(raw, dict):
         problems.add(
@@ -679,13 +682,13 @@ def _check_ids(value: Any, replace: bool, problems: Problems) -> list[Item]:
         )
         return []
     if not value:
-        problems.add("ids", "EMPTY_IDS", "ids: is empty; send 1 to 10,000 items")
+        problems.add("ids", "EMPTY_IDS", f"ids: is empty; send 1 to {MAX_IDS:,} items")
         return []
     if len(value) > MAX_IDS:
         problems.add(
             "ids",
             "TOO_MANY_IDS",
-            f"ids: has {len(value):,} items, more than the 10,000 allowed in one call; "
+            f"ids: has {len(value):,} items, more than the {MAX_IDS:,} allowed in one call; "
             "split it into several calls",
         )
         return []

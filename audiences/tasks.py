@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.db import transaction
 from django_tasks import task
 
 from audiences import operations
+from audiences.models import IN_PROGRESS, Operation
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,14 @@ def _already_queued(audience_id: int) -> bool:
         .values_list("args_kwargs", flat=True)
     )
     return any(job.get("args") == [audience_id] for job in waiting[:50])
+
+
+def apply_after_commit(operation: Operation) -> None:
+    """Queue the apply of an accepted operation's audience once the acceptance commits (an
+    operation already applied, answered again for its Idempotency-Key, needs none)."""
+    if operation.state == IN_PROGRESS:
+        audience_id = operation.audience_id
+        transaction.on_commit(lambda: enqueue_apply(audience_id))
 
 
 def enqueue_apply(audience_id: int) -> None:

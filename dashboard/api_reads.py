@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -26,6 +26,7 @@ from dashboard.models import AuditEvent, Chunk, Connection
 # The audited actions that change an audience without a chunk (a fix's chunk comes later).
 WRITES = ("audience.created", "audience.removed", "member.fixed")
 _MISSING = object()
+_T = TypeVar("_T")
 
 
 def _client(conn: Connection) -> AudienceClient:
@@ -41,7 +42,9 @@ def _stamp(conn: Connection) -> str:
     return f"{audited}|{chunks['accepted']}|{chunks['applied']}|{conn.updated}"
 
 
-def _read(conn: Connection, what: str, args: tuple[Any, ...], call: Callable[..., Any]) -> Any:
+def _read(
+    conn: Connection, what: str, args: tuple[Any, ...], call: Callable[[AudienceClient], _T]
+) -> _T:
     seconds = settings.API_READ_CACHE_SECONDS
     if not conn.is_paced or seconds <= 0:
         return call(_client(conn))
@@ -49,7 +52,7 @@ def _read(conn: Connection, what: str, args: tuple[Any, ...], call: Callable[...
     key = f"api-read:{conn.pk}:{digest}"
     found = cache.get(key, _MISSING)
     if found is not _MISSING:
-        return found
+        return cast(_T, found)  # what this function cached under the key, for the same call
     answer = call(_client(conn))  # a ClientError is raised, not kept
     cache.set(key, answer, seconds)
     return answer

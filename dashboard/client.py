@@ -10,12 +10,13 @@ about one call per second per project), told of each refusal for the pace (429),
 
 from __future__ import annotations
 
+import builtins
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import requests
@@ -68,6 +69,9 @@ def is_permanent(error: ClientError) -> bool:
     return error.error_code != "INDEXING_TOKEN_NOT_FOUND"
 
 
+_T = TypeVar("_T")
+
+
 @dataclass
 class Response:
     status: int
@@ -84,6 +88,19 @@ class Response:
                 attempts=self.attempts,
             )
         return self.data[name]
+
+    def typed_field(self, name: str, kind: type[_T]) -> _T:
+        """The answer's ``name``, which must be a ``kind`` (a token is text, a list a list)."""
+        value = self.field(name)
+        if not isinstance(value, kind):
+            raise ClientError(
+                "BAD_RESPONSE",
+                f"the server answered {self.status} with {name!r} not a {kind.__name__}: "
+                "is this an Audience API?",
+                status=self.status,
+                attempts=self.attempts,
+            )
+        return value
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -174,7 +191,7 @@ class AudienceClient:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_backoff) + random.uniform(0, 0.1)
-        base = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        base = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
         return base / 2 + random.uniform(0, base / 2)  # "equal jitter"
 
     def call(
@@ -317,22 +334,28 @@ class AudienceClient:
         body: dict[str, Any] = {"name": name, "type": "custom_ids"}
         if display_name:
             body["display_name"] = display_name
-        return self.call("POST", "audiences/create", body=body, **kw).field("indexing_token")
+        return self.call("POST", "audiences/create", body=body, **kw).typed_field(
+            "indexing_token", str
+        )
 
     def remove(self, name: str, **kw: Any) -> str:
-        return self.call("POST", "audiences/remove", body={"name": name}, **kw).field(
-            "indexing_token"
+        return self.call("POST", "audiences/remove", body={"name": name}, **kw).typed_field(
+            "indexing_token", str
         )
 
-    def update(self, name: str, ids: list[dict[str, Any]] | orjson.Fragment, **kw: Any) -> str:
-        return self.call("POST", "audiences/update", body={"name": name, "ids": ids}, **kw).field(
-            "indexing_token"
-        )
+    def update(
+        self, name: str, ids: builtins.list[dict[str, Any]] | orjson.Fragment, **kw: Any
+    ) -> str:
+        return self.call(
+            "POST", "audiences/update", body={"name": name, "ids": ids}, **kw
+        ).typed_field("indexing_token", str)
 
-    def replace(self, name: str, ids: list[dict[str, Any]] | orjson.Fragment, **kw: Any) -> str:
-        return self.call("POST", "audiences/replace", body={"name": name, "ids": ids}, **kw).field(
-            "indexing_token"
-        )
+    def replace(
+        self, name: str, ids: builtins.list[dict[str, Any]] | orjson.Fragment, **kw: Any
+    ) -> str:
+        return self.call(
+            "POST", "audiences/replace", body={"name": name, "ids": ids}, **kw
+        ).typed_field("indexing_token", str)
 
     def member(self, name: str, custom_id: str) -> dict[str, Any] | None:
         """The member's attributes (extension route); None when the ID is not in the audience."""
@@ -345,9 +368,11 @@ class AudienceClient:
                 return None
             raise
 
-    def member_audiences(self, custom_id: str) -> list[dict[str, Any]]:
+    def member_audiences(self, custom_id: str) -> builtins.list[dict[str, Any]]:
         """Every audience that holds the ID (extension route)."""
-        return self.call("GET", "members/view", params={"id": custom_id}).field("audiences")
+        return self.call("GET", "members/view", params={"id": custom_id}).typed_field(
+            "audiences", builtins.list
+        )
 
 
 def _answer_lost(exc: Exception) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -7,12 +8,12 @@ from django import forms
 from django.conf import settings
 from django.db import models
 
-from audiences import rules
+from audiences import limits, rules
 from dashboard import csvfiles, fixes, mapping
-from dashboard.models import MAX_CHUNK_SIZE, Connection, Import
+from dashboard.models import Connection, Import
 
 
-class ConnectionForm(forms.ModelForm):
+class ConnectionForm(forms.ModelForm[Connection]):
     base_url = forms.URLField(
         label="Base URL",
         assume_scheme="https",
@@ -29,7 +30,7 @@ class ConnectionForm(forms.ModelForm):
     class Meta:
         model = Connection
         fields = ["name", "base_url", "project_key", "chunk_size", "calls_per_second"]
-        help_texts = {"chunk_size": f"IDs per API call, at most {MAX_CHUNK_SIZE:,}"}
+        help_texts = {"chunk_size": f"IDs per API call, at most {limits.MAX_IDS:,}"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -43,7 +44,7 @@ class ConnectionForm(forms.ModelForm):
                     self.fields[name].required = False
 
     def clean_rest_key(self) -> str:
-        key = self.cleaned_data.get("rest_key", "").strip()
+        key: str = self.cleaned_data.get("rest_key", "").strip()
         if not key and not self.instance.pk:
             raise forms.ValidationError("Enter the project's REST API key.")
         return key
@@ -76,7 +77,7 @@ class AudienceForm(forms.Form):
         return _audience_name(self.cleaned_data["name"])
 
     def clean_display_name(self) -> str:
-        value = self.cleaned_data.get("display_name", "")
+        value: str = self.cleaned_data.get("display_name", "")
         if value:
             problem = rules.display_name_problem(value)
             if problem:
@@ -92,9 +93,10 @@ class RemoveAudienceForm(forms.Form):
         self.name = name
 
     def clean_confirm(self) -> str:
-        if self.cleaned_data["confirm"] != self.name:
+        confirm: str = self.cleaned_data["confirm"]
+        if confirm != self.name:
             raise forms.ValidationError(f"Type {self.name} exactly to remove this audience.")
-        return self.cleaned_data["confirm"]
+        return confirm
 
 
 class _PasteInput(forms.Textarea):
@@ -102,7 +104,7 @@ class _PasteInput(forms.Textarea):
     of HTML, for a text the user has anyway): the error above it says its size instead."""
 
     def format_value(self, value: Any) -> str | None:
-        text = super().format_value(value)
+        text: str | None = super().format_value(value)
         if text and len(text.encode("utf-8", "surrogatepass")) > settings.IMPORT_MAX_PASTE_BYTES:
             return None
         return text
@@ -130,7 +132,8 @@ class ImportForm(forms.Form):
         return _audience_name(self.cleaned_data["audience_name"])
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         has_file = bool(data.get("file"))
         has_paste = bool((data.get("paste") or "").strip())
         if has_file and has_paste:
@@ -249,12 +252,13 @@ class MappingForm(forms.Form):
         chosen = self.chosen_attributes()
         return {
             "count": len(chosen),
-            "limit": rules.MAX_ATTRIBUTES,
-            "over": max(0, len(chosen) - rules.MAX_ATTRIBUTES),
+            "limit": limits.MAX_ATTRIBUTES,
+            "over": max(0, len(chosen) - limits.MAX_ATTRIBUTES),
         }
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         id_column = data.get("id_column")
         if id_column in (None, ""):
             self.add_error("id_column", "Choose the column that holds the IDs.")
@@ -293,13 +297,13 @@ class MappingForm(forms.Form):
                     "separator": data.get(f"separator_{i}") or "|",
                 }
             )
-        if len(typed) > rules.MAX_ATTRIBUTES:
+        if len(typed) > limits.MAX_ATTRIBUTES:
             # Every row would carry too many: refused here rather than on each row.
-            over = typed[rules.MAX_ATTRIBUTES :]
+            over = typed[limits.MAX_ATTRIBUTES :]
             self.add_error(
                 None,
                 f"{len(typed)} columns are mapped to attributes, more than the "
-                f"{rules.MAX_ATTRIBUTES} an ID can carry: set {len(over)} of them to "
+                f"{limits.MAX_ATTRIBUTES} an ID can carry: set {len(over)} of them to "
                 f"“Ignore this column” (for example {_and_list(over)}).",
             )
         data["mapping"] = {
@@ -321,7 +325,7 @@ class LookupForm(forms.Form):
     connection = forms.ModelChoiceField(queryset=Connection.objects.all(), empty_label=None)
 
     def clean_id(self) -> str:
-        value = self.cleaned_data["id"]
+        value: str = self.cleaned_data["id"]
         problem = rules.custom_id_problem(value, "id")
         if problem:
             raise forms.ValidationError(problem.message.removeprefix("id: "))
@@ -332,7 +336,7 @@ class LookupForm(forms.Form):
 FIX_TYPES = [(t, label) for t, label in mapping.TYPES if t != "ignore"]
 # One input per type: a hint of the keyboard to show, never a browser check that would keep
 # the user from typing what they mean (a number turned into text is warned about, not blocked).
-_VALUE_WIDGETS = {
+_VALUE_WIDGETS: dict[str, Callable[[], forms.Widget]] = {
     "number": lambda: forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
     "float": lambda: forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
     "date": lambda: forms.TextInput(
@@ -393,7 +397,7 @@ class FixForm(forms.Form):
         self.rows: list[dict[str, Any]] = []
         if data is not None:
             keys = []
-            for i in range(rules.MAX_ATTRIBUTES):
+            for i in range(limits.MAX_ATTRIBUTES):
                 if f"attr-{i}-key" not in data:
                     break
                 keys.append((data[f"attr-{i}-key"], data.get(f"attr-{i}-type", "string")))
@@ -438,13 +442,14 @@ class FixForm(forms.Form):
         return _audience_name(self.cleaned_data["audience"])
 
     def clean_reason(self) -> str:
-        reason = self.cleaned_data["reason"].strip()
+        reason: str = self.cleaned_data["reason"].strip()
         if not reason:
             raise forms.ValidationError("Say why you make this fix.")
         return reason
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("action") == "remove":
             data["parsed_attributes"] = None
             data["type_changes"] = []

@@ -25,12 +25,13 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
+from audiences import limits
 from dashboard import secrets_box
 from dashboard.client import AudienceClient
 
 logger = logging.getLogger(__name__)
 
-MAX_CHUNK_SIZE = 10_000
+MAX_CHUNK_SIZE = limits.MAX_IDS
 # The most calls per second a connection may allow: its calls are then not paced at all (a
 # server that answers in under a millisecond is not one to protect, and the pace's shared row
 # costs every call a write: on SQLite, a wait for the one write lock).

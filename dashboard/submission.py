@@ -23,6 +23,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 
+from audiences import limits
 from dashboard import estimates, imports
 from dashboard.client import FINAL_STATES, IN_PROGRESS_STATES, ClientError, is_permanent
 from dashboard.models import (
@@ -59,10 +60,15 @@ def send_lease() -> timedelta:
     return timedelta(seconds=settings.IMPORT_SEND_LEASE)
 
 
-# Well under the server's 16 MiB body limit (Batch's is unknown): a chunk is cut short before it.
-MAX_BODY_BYTES = 8 * 1024 * 1024
 # An item's bytes besides its ID's and its attributes' (keys, quotes, comma), and more.
 ITEM_OVERHEAD = 48
+# A body's bytes besides its items': {"name":"<up to 255 characters>","ids":[...]}.
+ENVELOPE_BYTES = 300
+
+
+def max_items_bytes(conn: Connection) -> int:
+    """The bytes a chunk's items may take: the server's body limit less the envelope."""
+    return limits.body_limit(embedded=conn.is_embedded) - ENVELOPE_BYTES
 
 
 class NotSubmittable(Exception):
@@ -107,7 +113,7 @@ def _enqueue(task: Any, *args: Any) -> None:
 
 
 def prepare(import_id: int) -> None:
-    """Cut the valid rows into chunks (at most chunk_size IDs, under MAX_BODY_BYTES each).
+    """Cut the valid rows into chunks (at most chunk_size IDs, under max_items_bytes each).
 
     Rows were de-duplicated at validation (last row of an ID wins), so chunks touch disjoint IDs
     and may be applied in any order; in replace mode chunk 1 is the `replace` and goes first.
@@ -151,7 +157,7 @@ def senders(conn: Connection) -> int:
 
 
 def _cut(imp: Import) -> None:
-    limit = min(imp.connection.chunk_size, 10_000)
+    limit = min(imp.connection.chunk_size, limits.MAX_IDS)
     spans = _spans_by_count(imp, limit)
     if spans is None:
         spans = _spans_by_size(imp, limit)
@@ -174,7 +180,8 @@ def _size_of(column: str) -> str:
 def _spans_by_count(imp: Import, limit: int) -> list[tuple[int, int, int]] | None:
     """(first row, last row, rows) of each chunk of `limit` valid rows, the database measuring
     each chunk's bytes without handing its rows over; None as soon as one would be over
-    MAX_BODY_BYTES (the chunks are then cut by size). Below it, the same chunks as by size."""
+    max_items_bytes (the chunks are then cut by size). Below it, the same chunks as by size."""
+    budget = max_items_bytes(imp.connection)
     span = (
         f"SELECT MIN(row_number), MAX(row_number), COUNT(*),"
         f" SUM({_size_of('custom_id')} + {_size_of('attributes')}) FROM ("
@@ -190,19 +197,20 @@ def _spans_by_count(imp: Import, limit: int) -> list[tuple[int, int, int]] | Non
             first, last, count, size = cursor.fetchone()
             if not count:
                 return spans
-            if size + ITEM_OVERHEAD * count > MAX_BODY_BYTES:
+            if size + ITEM_OVERHEAD * count > budget:
                 return None
             spans.append((first, last, count))
 
 
 def _spans_by_size(imp: Import, limit: int) -> list[tuple[int, int, int]]:
     """(first row, last row, rows) of each chunk: at most `limit` valid rows, cut short of
-    MAX_BODY_BYTES."""
+    max_items_bytes."""
+    budget = max_items_bytes(imp.connection)
     spans: list[tuple[int, int, int]] = []
     first = last = count = size = 0
     for row_number, stored_bytes in _item_sizes(imp):
         item_bytes = stored_bytes + ITEM_OVERHEAD
-        if count and (count >= limit or size + item_bytes > MAX_BODY_BYTES):
+        if count and (count >= limit or size + item_bytes > budget):
             spans.append((first, last, count))
             count = size = 0
         if not count:
@@ -721,7 +729,7 @@ def progress(imp: Import) -> dict[str, Any]:
         calls = totals["unsent"] + totals["waiting_for_pace"]
         calls += 1 if calls or totals["accepted"] or totals["sending"] else 0
         if not totals["chunks"]:
-            calls = max(1, imp.valid_rows // max(1, min(conn.chunk_size, 10_000))) + 1
+            calls = max(1, imp.valid_rows // max(1, min(conn.chunk_size, limits.MAX_IDS))) + 1
         figures = estimates.paced(
             calls=calls,
             interval=pace_interval(conn.calls_per_second, conn.pace_margin),

@@ -16,6 +16,7 @@ import orjson
 from django import forms
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -24,6 +25,7 @@ from django.views.decorators.http import require_GET
 
 from dashboard import roles
 from dashboard.audit import ACTIONS
+from dashboard.http import HtmxHttpRequest
 from dashboard.models import AuditEvent
 from dashboard.views import spreadsheet_safe
 
@@ -68,7 +70,8 @@ class AuditFilterForm(forms.Form):
     after = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         start, end = data.get("date_from"), data.get("date_to")
         if start and end and start > end:
             self.add_error("date_to", "The end date is before the start date.")
@@ -156,7 +159,7 @@ def _page(form: AuditFilterForm) -> dict[str, Any]:
 
 @roles.requires(roles.is_admin)
 @require_GET
-def audit_list(request: HttpRequest) -> HttpResponse:
+def audit_list(request: HtmxHttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET)
     context: dict[str, Any] = {"form": form}
     if form.is_valid():
@@ -181,10 +184,12 @@ class _Echo:
 
 @roles.requires(roles.is_admin)
 @require_GET
-def audit_export(request: HttpRequest) -> HttpResponse:
+def audit_export(request: HttpRequest) -> HttpResponseBase:
     form = AuditFilterForm(request.GET)
     if not form.is_valid():
-        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+        problems = "; ".join(
+            f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items()
+        )
         return HttpResponseBadRequest(
             f"These filters are not valid ({problems}).", content_type="text/plain"
         )
@@ -211,7 +216,7 @@ def audit_export(request: HttpRequest) -> HttpResponse:
 def _cell(name: str, value: Any) -> str:
     if value is None:
         return ""
-    if name == "at":
+    if isinstance(value, datetime):
         return value.isoformat()
     if name == "details":
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()

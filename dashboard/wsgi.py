@@ -13,6 +13,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 application = get_wsgi_application()
 
 # Every page's and API route's module is imported now, as the process starts, instead of by its
-# first request: a web process's first API call took 60 to 90 ms more than the next ones.
+# first request, which would otherwise be slower than the next ones.
 importlib.import_module(settings.ROOT_URLCONF)
 processes.freeze_startup_objects()

@@ -10,8 +10,10 @@ import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
+from django.test import override_settings
 from django.utils import timezone
 
+from audiences import limits
 from audiences.models import Member
 from dashboard import history, submission
 from dashboard.models import Connection, Import, SentRow
@@ -201,19 +203,47 @@ def test_the_worker_notes_the_rows_of_the_import_it_cut(marketer, connection, vi
 
 
 def test_a_chunk_is_cut_short_of_the_body_limit_counted_in_bytes(
-    marketer, connection, vip, work, monkeypatch
+    marketer, connection, vip, work, settings
 ):
     long_id = "é" * 100  # 200 bytes of UTF-8, 100 characters
     rows = [f"{long_id}{i},{i}" for i in range(6)]
     imp = _validated(marketer, connection, work, rows)
     item = len(f"{long_id}0".encode()) + len(b'{"age":0}') + 48
-    monkeypatch.setattr(submission, "MAX_BODY_BYTES", 2 * item)
+    settings.AUDIENCE_API_MAX_BODY_BYTES = 2 * item + submission.ENVELOPE_BYTES
     submission.submit(imp)
     submission._cut(imp)
     assert [c.size for c in imp.chunks.all()] == [2, 2, 2]
     work()
     imp.refresh_from_db()
     assert imp.state == "applied" and len(_members(connection)) == 6
+
+
+@override_settings(AUDIENCE_API_MAX_BODY_BYTES=4096)
+def test_chunks_fit_under_the_embedded_servers_own_body_limit(marketer, connection, vip, work):
+    """The embedded server's body limit is a setting: the dashboard's chunks for it are cut
+    by that same setting, so a limit set low splits the import rather than refusing it."""
+    rows = [f"user-{'x' * 60}-{i:03d},{i}" for i in range(200)]
+    imp = _validated(marketer, connection, work, rows)
+    assert marketer.post(f"/imports/{imp.pk}/submit").status_code == 302
+    work()
+    imp.refresh_from_db()
+    assert imp.state == "applied", imp.error
+    chunks = list(imp.chunks.all())
+    assert len(chunks) > 1 and sum(c.size for c in chunks) == 200
+    for chunk in chunks:
+        body = orjson.dumps({"name": "vip", "ids": submission.items_json(chunk)})
+        assert len(body) <= 4096
+    assert len(_members(connection)) == 200
+
+
+def test_a_remote_connection_keeps_its_chunks_under_the_remote_limit(connection, settings):
+    """Only the embedded server's limit is a setting of ours; another server's is Batch's."""
+    settings.AUDIENCE_API_MAX_BODY_BYTES = 4096
+    assert submission.max_items_bytes(connection) == 4096 - submission.ENVELOPE_BYTES
+    connection.is_embedded = False
+    assert submission.max_items_bytes(connection) == (
+        limits.REMOTE_MAX_BODY_BYTES - submission.ENVELOPE_BYTES
+    )
 
 
 def test_chunks_counted_in_the_database_are_those_cut_by_size(marketer, connection, vip, work):
@@ -228,13 +258,13 @@ def test_chunks_counted_in_the_database_are_those_cut_by_size(marketer, connecti
 
 
 def test_a_chunk_over_the_body_limit_has_the_whole_import_cut_by_size(
-    marketer, connection, vip, work, monkeypatch
+    marketer, connection, vip, work, settings
 ):
     long_id = "é" * 100
     rows = [f"{i:02d},{i}" for i in range(4)] + [f"{long_id},1", "99,2"]
     imp = _validated(marketer, connection, work, rows)
     short = len(b"00") + len(b'{"age":0}') + submission.ITEM_OVERHEAD
-    monkeypatch.setattr(submission, "MAX_BODY_BYTES", 3 * short)
+    settings.AUDIENCE_API_MAX_BODY_BYTES = 3 * short + submission.ENVELOPE_BYTES
     assert submission._spans_by_count(imp, 3) is None  # its second chunk would be over
     submission.submit(imp)
     submission._cut(imp)
