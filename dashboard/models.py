@@ -11,7 +11,7 @@ import socket
 import time
 from datetime import datetime, timedelta
 from pathlib import PurePath
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -250,6 +250,17 @@ class Import(models.Model):
     # a worker took it: None while it waits for one (the page's estimate measures from then).
     validation_run = models.CharField(max_length=32, blank=True)
     validation_started_at = models.DateTimeField(null=True, blank=True)
+    # The worker holding the lease (validating, or sending): once its heartbeat stops, another
+    # worker's sweep takes over without waiting for the lease to run out.
+    claimed_by = models.ForeignKey(
+        "Worker",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        # A claim may name a row pruned meanwhile: the lease then decides, as before.
+        db_constraint=False,
+    )
     validated_at = models.DateTimeField(null=True, blank=True)
     # Cut into chunks, its rows not yet in the IDs' history (SentRow): submission.note_sent.
     rows_to_note = models.BooleanField(default=False)
@@ -493,6 +504,15 @@ class Chunk(models.Model):
     accepted_at = models.DateTimeField(null=True, blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # The worker sending it (see Import.claimed_by).
+    claimed_by = models.ForeignKey(
+        "Worker",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
     next_poll_at = models.DateTimeField(null=True, blank=True)
     polls = models.IntegerField(default=0)
 
@@ -583,6 +603,10 @@ class WorkerQuerySet(models.QuerySet["Worker"]):
         worker started later was made later)."""
         return self.filter(started__lte=moment)
 
+    def silent(self) -> WorkerQuerySet:
+        """Workers taken for dead: their claims are another worker's to take over."""
+        return self.filter(last_seen__lt=timezone.now() - Worker.ALIVE_WITHIN)
+
     def prune(self) -> int:
         """Forget the workers silent for PRUNE_AFTER (killed: a clean stop removes its row)."""
         return self.filter(last_seen__lt=timezone.now() - Worker.PRUNE_AFTER).delete()[0]
@@ -597,6 +621,9 @@ class Worker(models.Model):
     ALIVE_WITHIN = timedelta(seconds=15)
     BEAT_EVERY = 5.0
     PRUNE_AFTER = timedelta(hours=1)
+    # This process's row while it runs as a worker (set by its heartbeat): the claims it makes
+    # name it. None elsewhere (web requests, tests calling the steps directly).
+    current_id: ClassVar[int | None] = None
 
     name = models.CharField(max_length=200, unique=True)
     hostname = models.CharField(max_length=255)

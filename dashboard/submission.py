@@ -307,15 +307,18 @@ def _claim(imp: Import) -> Chunk | None:
         chunk = queued.order_by("number").first()
         if chunk is None:
             return None
-        Import.objects.filter(pk=imp.pk).update(lease_until=timezone.now() + send_lease())
+        Import.objects.filter(pk=imp.pk).update(
+            lease_until=timezone.now() + send_lease(), claimed_by_id=Worker.current_id
+        )
         chunk.state = Chunk.SENDING
         chunk.attempts += 1
         chunk.lease_until = timezone.now() + send_lease()
+        chunk.claimed_by_id = Worker.current_id
         # On a paced connection the call leaves at its slot, up to a second or more from now:
         # "Sent" is set then (_send_one), and until then the ledger says it waits for the pace.
         paced = imp.connection.is_paced
         chunk.sent_at = None if paced else chunk.sent_at or timezone.now()
-        chunk.save(update_fields=["state", "attempts", "lease_until", "sent_at"])
+        chunk.save(update_fields=["state", "attempts", "lease_until", "claimed_by", "sent_at"])
         return chunk
 
 
@@ -1033,23 +1036,26 @@ def sweep() -> int:
     now = timezone.now()
     taken_over = 0
     requeued: set[int] = set()  # imports whose chunks were just counted
-    stale = Chunk.objects.filter(state=Chunk.SENDING, lease_until__lt=now)
+    # A lease that ran out, or a sender whose heartbeat stopped (taken over sooner).
+    left = Q(lease_until__lt=now) | Q(claimed_by__in=Worker.objects.silent())
+    stale = Chunk.objects.filter(left, state=Chunk.SENDING)
     for chunk in stale:
         # Sent again with the same Idempotency-Key: applied at most once.
-        if Chunk.objects.filter(pk=chunk.pk, state=Chunk.SENDING, lease_until__lt=now).update(
-            state=Chunk.QUEUED, lease_until=None
-        ):
+        if Chunk.objects.filter(
+            left, pk=chunk.pk, state=Chunk.SENDING, claimed_by=chunk.claimed_by_id
+        ).update(state=Chunk.QUEUED, lease_until=None, claimed_by=None):
             Import.objects.filter(pk=chunk.import_run_id).update(lease_until=now)
             taken_over += 1
             requeued.add(chunk.import_run_id)
-    submitting = Import.objects.filter(state=Import.SUBMITTING).filter(
-        Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True)
+    free = (
+        Q(lease_until__lt=timezone.now())
+        | Q(lease_until__isnull=True)
+        | Q(claimed_by__in=Worker.objects.silent())
     )
+    submitting = Import.objects.filter(free, state=Import.SUBMITTING)
     for pk, lease_until in submitting.values_list("pk", "lease_until"):
-        claimed = (
-            Import.objects.filter(pk=pk, state=Import.SUBMITTING)
-            .filter(Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True))
-            .update(lease_until=timezone.now() + send_lease())
+        claimed = Import.objects.filter(free, pk=pk, state=Import.SUBMITTING).update(
+            lease_until=timezone.now() + send_lease(), claimed_by=None
         )
         if not claimed:
             continue
