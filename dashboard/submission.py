@@ -847,15 +847,24 @@ def _worker_notice(imp: Import, totals: dict[str, Any], now: Any) -> dict[str, A
 
     if totals["sending"]:
         sending = Chunk.objects.filter(import_run=imp, state=Chunk.SENDING).order_by("lease_until")
-        orphans = [c for c in sending.only("number", "lease_until") if holder_gone(c.lease_until)]
+        orphans = [
+            c
+            for c in sending.select_related("claimed_by").only(
+                "number", "lease_until", "claimed_by__last_seen"
+            )
+            if holder_gone(c.lease_until)
+            or (c.claimed_by is not None and c.claimed_by.last_seen < now - Worker.ALIVE_WITHIN)
+        ]
         if orphans:
             first = orphans[0]
             what = f"Chunk {first.number} was"
             if len(orphans) > 1:
                 what = f"Chunks {', '.join(str(c.number) for c in orphans)} were"
-            return estimates.takeover(
-                f"{what} being sent by a worker that stopped", first.lease_until, now
-            )
+            # Its worker's heartbeat, once silent for ALIVE_WITHIN, frees it before its lease.
+            at = first.lease_until
+            if first.claimed_by is not None:
+                at = min(at, first.claimed_by.last_seen + Worker.ALIVE_WITHIN)
+            return estimates.takeover(f"{what} being sent by a worker that stopped", at, now)
     if (
         imp.state == Import.SUBMITTING
         and not totals["sending"]

@@ -118,7 +118,7 @@ def _run_lane(lane: worker.Lane, monkeypatch: pytest.MonkeyPatch, polls: int) ->
     """Run the lane in this thread until it has waited `polls` times."""
     slept: list[float] = []
 
-    def wait(listener: object) -> None:
+    def wait() -> None:
         slept.append(lane.interval)
         if len(slept) >= polls:
             lane.running = False

@@ -167,3 +167,38 @@ def test_the_sweep_restarts_a_validation_whose_worker_fell_silent(
         assert imp.validation_started_at is None
     else:
         assert queued == [] and imp.claimed_by_id == validating.pk
+
+
+@pytest.mark.django_db
+def test_the_page_says_a_silent_senders_chunk_is_taken_over_before_its_lease_ends(
+    marketer, connection, work
+):
+    import re
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from dashboard import submission
+    from tests.dashboard.test_import_progress import _live_worker, _state, _validated
+
+    connection.client().create("vip")
+    connection.chunk_size = 1
+    connection.save()
+    imp = _validated(marketer, connection, work)
+    submission.submit(imp)
+    submission._cut(imp)
+    sender = _live_worker(started_ago=60)
+    Worker.current_id = sender.pk
+    try:
+        chunk = submission._claim(imp)  # its sender is killed here
+    finally:
+        Worker.current_id = None
+    assert chunk is not None
+    last_beat = timezone.now() - timedelta(seconds=20)  # silent: taken for dead
+    Worker.objects.filter(pk=sender.pk).update(last_seen=last_beat)
+    _live_worker()  # bin/start ran a new one
+    text = _state(marketer, imp)
+    local = timezone.localtime(last_beat + Worker.ALIVE_WITHIN).strftime("%H:%M:%S")
+    assert re.search(rf"Chunk 1 was being sent by a worker that stopped: .* at {local}\b", text), (
+        text
+    )

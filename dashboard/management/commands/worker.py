@@ -26,7 +26,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from dashboard import imports, processes, submission, wakeups
+from dashboard import imports, processes, submission
 from dashboard.checkpoints import QuietCheckpointer
 from dashboard.models import Worker as WorkerRow
 
@@ -91,7 +91,7 @@ class Command(BaseCommand):
         if "default" in queues:
             threading.Thread(target=self._sweep_forever, daemon=True).start()
             threading.Thread(target=_warm_validation_pool, daemon=True).start()
-        if connection.vendor == "sqlite":
+        if connection.vendor == "sqlite" and "default" in queues:
             threading.Thread(
                 target=_checkpoint_forever, args=(settings.SQLITE_QUIET_CHECKPOINT,), daemon=True
             ).start()
@@ -299,13 +299,9 @@ class Lane(Worker):
 
     def run(self) -> None:
         logger.debug("lane %s of queue %s started", self.worker_id, self.queue_names[0])
-        listener = wakeups.Listener(self.queue_names[0])
-        try:
-            while self.running:
-                if not self.run_one_task() and self.running:
-                    self._wait(listener)
-        finally:
-            listener.close()
+        while self.running:
+            if not self.run_one_task() and self.running:
+                self._wait()
 
     def run_one_task(self) -> bool:
         """Claim one ready task of this lane's queue and run it; False when there was none."""
@@ -321,10 +317,9 @@ class Lane(Worker):
         processes.STOPPING.set()
         super().shutdown(signum, frame)
 
-    def _wait(self, listener: wakeups.Listener) -> None:
-        """Until the next look: the interval, or less when a task of this lane's queue is queued
-        on this machine meanwhile (dashboard.wakeups)."""
-        listener.wait(self.interval)
+    def _wait(self) -> None:
+        """Until the next look at the queue."""
+        time.sleep(self.interval)
 
     def _may_have_work(self) -> bool:
         """Whether a task of this lane's queue is due: one plain query (cheap enough to ask
