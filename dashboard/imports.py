@@ -464,6 +464,7 @@ def _run_validation(import_id: int, *, last_try: bool) -> None:
         validation_run=run,
         validation_started_at=now,
         lease_until=now + lease(),
+        claimed_by_id=Worker.current_id,
         rows_read=0,
         progress_bytes=0,
     )
@@ -674,16 +675,14 @@ def sweep() -> int:
     from dashboard.tasks import validate_import
 
     now = timezone.now()
-    stale = list(
-        Import.objects.filter(state=Import.VALIDATING, lease_until__lt=now).values_list(
-            "pk", flat=True
-        )
-    )
+    # A lease that ran out, or a worker whose heartbeat stopped (taken over sooner).
+    left = Q(lease_until__lt=now) | Q(claimed_by__in=Worker.objects.silent())
+    stale = list(Import.objects.filter(left, state=Import.VALIDATING).values_list("pk", flat=True))
     restarted = 0
     for pk in stale:
         # Claimed by one sweep only: with many workers, the others see the new lease and pass.
-        if Import.objects.filter(pk=pk, state=Import.VALIDATING, lease_until__lt=now).update(
-            lease_until=timezone.now() + lease(), validation_started_at=None
+        if Import.objects.filter(left, pk=pk, state=Import.VALIDATING).update(
+            lease_until=timezone.now() + lease(), validation_started_at=None, claimed_by=None
         ):
             _enqueue(validate_import, pk)
             restarted += 1

@@ -15,7 +15,7 @@ from collections import Counter
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import PurePath
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -302,6 +302,17 @@ class Import(models.Model):
     # a worker took it: None while it waits for one (the page's estimate measures from then).
     validation_run = models.CharField(max_length=32, blank=True)
     validation_started_at = models.DateTimeField(null=True, blank=True)
+    # The worker holding the lease (validating, or sending): once its heartbeat stops, another
+    # worker's sweep takes over without waiting for the lease to run out.
+    claimed_by = models.ForeignKey(
+        "Worker",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        # A claim may name a row pruned meanwhile: the lease then decides, as before.
+        db_constraint=False,
+    )
     validated_at = models.DateTimeField(null=True, blank=True)
     # Cut into chunks, its rows not yet in the IDs' history (SentRow): submission.note_sent.
     rows_to_note = models.BooleanField(default=False)
@@ -822,6 +833,15 @@ class Chunk(models.Model):
     accepted_at = models.DateTimeField(null=True, blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # The worker sending it (see Import.claimed_by).
+    claimed_by = models.ForeignKey(
+        "Worker",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
     next_poll_at = models.DateTimeField(null=True, blank=True)
     polls = models.IntegerField(default=0)
 
@@ -856,11 +876,18 @@ class Chunk(models.Model):
                 setattr(self, name, value)
         return bool(count)
 
-    def claim(self, lease_until: datetime, *, sent_at: datetime | None, worker: Any = None) -> bool:
+    def claim(
+        self, lease_until: datetime, *, sent_at: datetime | None, worker: int | None = None
+    ) -> bool:
         """Being sent, by this worker until `lease_until` (one more attempt). `sent_at` is
-        None while the call waits for its connection's pace. `worker`: who claimed it."""
-        del worker  # not kept yet: a claim is known by its lease
-        fields = {"attempts": self.attempts + 1, "lease_until": lease_until, "sent_at": sent_at}
+        None while the call waits for its connection's pace. `worker`: the claiming worker's
+        row, whose heartbeat lets another take over sooner than the lease."""
+        fields = {
+            "attempts": self.attempts + 1,
+            "lease_until": lease_until,
+            "sent_at": sent_at,
+            "claimed_by_id": worker,
+        }
         moved = self._moving("claim", self.SENDING).update(state=self.SENDING, **fields)
         return self._moved(moved, self.SENDING, **fields)
 
@@ -907,15 +934,21 @@ class Chunk(models.Model):
         moved = self._moving("settle", to).update(state=to, applied_at=at)
         return self._moved(moved, to, applied_at=at)
 
+    @staticmethod
+    def left_behind(now: datetime) -> models.Q:
+        """Claims whose holder stopped: its lease ran out, or its heartbeat went silent
+        (taken over sooner than the lease)."""
+        return models.Q(lease_until__lt=now) | models.Q(claimed_by__in=Worker.objects.silent())
+
     def take_over(self, now: datetime) -> bool:
-        """Queued again once its sender's lease ran out (the sender stopped): sent again with
-        the same Idempotency-Key, so applied at most once."""
+        """Queued again once its sender stopped (left_behind): sent again with the same
+        Idempotency-Key, so applied at most once."""
         moved = (
             self._moving("take_over", self.QUEUED)
-            .filter(lease_until__lt=now)
-            .update(state=self.QUEUED, lease_until=None)
+            .filter(self.left_behind(now), claimed_by=self.claimed_by_id)
+            .update(state=self.QUEUED, lease_until=None, claimed_by=None)
         )
-        return self._moved(moved, self.QUEUED, lease_until=None)
+        return self._moved(moved, self.QUEUED, lease_until=None, claimed_by_id=None)
 
 
 # The request being served (audit.CurrentRequestMiddleware): an event recorded without one
@@ -1076,6 +1109,10 @@ class WorkerQuerySet(models.QuerySet["Worker"]):
         worker started later was made later)."""
         return self.filter(started__lte=moment)
 
+    def silent(self) -> WorkerQuerySet:
+        """Workers taken for dead: their claims are another worker's to take over."""
+        return self.filter(last_seen__lt=timezone.now() - Worker.ALIVE_WITHIN)
+
     def prune(self) -> int:
         """Forget the workers silent for PRUNE_AFTER (killed: a clean stop removes its row)."""
         return self.filter(last_seen__lt=timezone.now() - Worker.PRUNE_AFTER).delete()[0]
@@ -1090,6 +1127,9 @@ class Worker(models.Model):
     ALIVE_WITHIN = timedelta(seconds=15)
     BEAT_EVERY = 5.0
     PRUNE_AFTER = timedelta(hours=1)
+    # This process's row while it runs as a worker (set by its heartbeat): the claims it makes
+    # name it. None elsewhere (web requests, tests calling the steps directly).
+    current_id: ClassVar[int | None] = None
 
     name = models.CharField(max_length=200, unique=True)
     hostname = models.CharField(max_length=255)

@@ -314,12 +314,16 @@ def _claim(imp: Import) -> Chunk | None:
         chunk = queued.order_by("number").first()
         if chunk is None:
             return None
-        Import.objects.filter(pk=imp.pk).update(lease_until=timezone.now() + send_lease())
+        Import.objects.filter(pk=imp.pk).update(
+            lease_until=timezone.now() + send_lease(), claimed_by_id=Worker.current_id
+        )
         # On a paced connection the call leaves at its slot, up to a second or more from now:
         # "Sent" is set then (_send_one), and until then the ledger says it waits for the pace.
         paced = imp.connection.is_paced
         sent_at = None if paced else chunk.sent_at or timezone.now()
-        if not chunk.claim(timezone.now() + send_lease(), sent_at=sent_at):
+        if not chunk.claim(
+            timezone.now() + send_lease(), sent_at=sent_at, worker=Worker.current_id
+        ):
             return _claim(imp)  # another worker took it meanwhile (SQLite locks no row)
         chunk.import_run = imp  # known already: its failure's audit reads no row for it
         return chunk
@@ -791,15 +795,24 @@ def _worker_notice(imp: Import, totals: dict[str, Any], now: Any) -> dict[str, A
 
     if totals["sending"]:
         sending = Chunk.objects.filter(import_run=imp, state=Chunk.SENDING).order_by("lease_until")
-        orphans = [c for c in sending.only("number", "lease_until") if holder_gone(c.lease_until)]
+        orphans = [
+            c
+            for c in sending.select_related("claimed_by").only(
+                "number", "lease_until", "claimed_by__last_seen"
+            )
+            if holder_gone(c.lease_until)
+            or (c.claimed_by is not None and c.claimed_by.last_seen < now - Worker.ALIVE_WITHIN)
+        ]
         if orphans:
             first = orphans[0]
             what = f"Chunk {first.number} was"
             if len(orphans) > 1:
                 what = f"Chunks {', '.join(str(c.number) for c in orphans)} were"
-            return estimates.takeover(
-                f"{what} being sent by a worker that stopped", first.lease_until, now
-            )
+            # Its worker's heartbeat, once silent for ALIVE_WITHIN, frees it before its lease.
+            at = first.lease_until
+            if first.claimed_by is not None:
+                at = min(at, first.claimed_by.last_seen + Worker.ALIVE_WITHIN)
+            return estimates.takeover(f"{what} being sent by a worker that stopped", at, now)
     if (
         imp.state == Import.SUBMITTING
         and not totals["sending"]
@@ -950,21 +963,22 @@ def sweep() -> int:
     now = timezone.now()
     taken_over = 0
     requeued: set[int] = set()  # imports whose chunks were just counted
-    stale = Chunk.objects.filter(state=Chunk.SENDING, lease_until__lt=now)
+    stale = Chunk.objects.filter(Chunk.left_behind(now), state=Chunk.SENDING)
     for chunk in stale:
         # Sent again with the same Idempotency-Key: applied at most once.
         if chunk.take_over(now):
             Import.objects.filter(pk=chunk.import_run_id).update(lease_until=now)
             taken_over += 1
             requeued.add(chunk.import_run_id)
-    submitting = Import.objects.filter(state=Import.SUBMITTING).filter(
-        Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True)
+    free = (
+        Q(lease_until__lt=timezone.now())
+        | Q(lease_until__isnull=True)
+        | Q(claimed_by__in=Worker.objects.silent())
     )
+    submitting = Import.objects.filter(free, state=Import.SUBMITTING)
     for pk, lease_until in submitting.values_list("pk", "lease_until"):
-        claimed = (
-            Import.objects.filter(pk=pk, state=Import.SUBMITTING)
-            .filter(Q(lease_until__lt=timezone.now()) | Q(lease_until__isnull=True))
-            .update(lease_until=timezone.now() + send_lease())
+        claimed = Import.objects.filter(free, pk=pk, state=Import.SUBMITTING).update(
+            lease_until=timezone.now() + send_lease(), claimed_by=None
         )
         if not claimed:
             continue

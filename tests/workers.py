@@ -115,9 +115,10 @@ def release_redis_database(url: str) -> None:
 
 @contextmanager
 def running_workers(
-    count: int, *, sweep_every: float = 1, **env: str
+    count: int, *, sweep_every: float = 1, args: tuple[str, ...] = (), **env: str
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Worker processes on the test database; their log is printed if the test fails."""
+    """Worker processes on the test database (`args` added to each command: `--queue`...);
+    their log is printed if the test fails."""
     environ = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
@@ -134,7 +135,7 @@ def running_workers(
     logs = [tempfile.TemporaryFile() for _ in range(count)]  # noqa: SIM115 - closed below
     procs = [
         subprocess.Popen(
-            [sys.executable, "manage.py", "worker", "--sweep-every", str(sweep_every)],
+            [sys.executable, "manage.py", "worker", "--sweep-every", str(sweep_every), *args],
             cwd=ROOT,
             env=environ,
             stdout=log,

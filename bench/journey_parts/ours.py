@@ -10,8 +10,8 @@ It migrates and bootstraps the database (not timed), then:
    `run_validation` (the `validate_import` task's body) reads every row. Its validation pool is
    started before the clock, as `manage.py worker` starts it as it starts. The child reports its
    own max RSS and its pool's.
-2. submit -> every chunk applied, with `bin/web` (gunicorn: the embedded API) and one
-   `manage.py worker` running as `bin/start` runs them: `submission.submit`, then the worker cuts,
+2. submit -> every chunk applied, with `bin/web` (gunicorn: the embedded API) and the two
+   `manage.py worker --queue` running as `bin/start` runs them: `submission.submit`, then the worker cuts,
    sends and polls until the import is applied. Timed from `submitted_at` to `finished_at`, both
    stamped by the product; each server process's peak memory is read from /proc before it stops.
 """
@@ -137,14 +137,14 @@ def _wait_port(port: int, limit: float = 60) -> None:
     raise RuntimeError(f"the web server did not listen on {port} within {limit} s")
 
 
-def _wait_open(pid: int, path: str, limit: float = 60) -> None:
-    """Until the worker and its applies' process have both opened the database."""
+def _wait_open(pids: list[int], path: str, limit: float = 60) -> None:
+    """Until the workers (the dashboard's queue, the API's applies) have opened the database."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if proc.tree_open_count(pid, path) >= 2:
+        if all(proc.tree_open_count(pid, path) >= 1 for pid in pids):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"the worker and its applies' process did not open {path} within {limit} s")
+    raise RuntimeError(f"the workers did not open {path} within {limit} s")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -190,17 +190,22 @@ def run(args: argparse.Namespace) -> None:
         env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
         **quiet,
     )
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "worker", "--sweep-every", str(args.sweep_every)],
-        cwd=ROOT,
-        # Its validation pool stays idle here (stage 1 measures it): not started, so that its
-        # start can't fall inside the clock.
-        env={**env, "IMPORT_VALIDATION_PROCESSES": "1"},
-        **quiet,
-    )
+    # The workers bin/start runs: the dashboard's queue, and the API's applies beside it.
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "worker", "--sweep-every", str(args.sweep_every)]
+            + ["--queue", queue],
+            cwd=ROOT,
+            # Its validation pool stays idle here (stage 1 measures it): not started, so that
+            # its start can't fall inside the clock.
+            env={**env, "IMPORT_VALIDATION_PROCESSES": "1"},
+            **quiet,
+        )
+        for queue in ("default", "audiences")
+    ]
     try:
         _wait_port(port)
-        _wait_open(worker.pid, database)
+        _wait_open([w.pid for w in workers], database)
         conn = Connection.objects.get(is_embedded=True)
         conn.client().create(AUDIENCE)
         imp = Import.objects.get(pk=preview["import_id"])
@@ -213,7 +218,7 @@ def run(args: argparse.Namespace) -> None:
         if imp.audience_check != Import.CHECK_FOUND:
             raise RuntimeError(f"the audience check answered {imp.audience_check!r}")
         time.sleep(0.5)  # the worker's first poll of its queue
-        cpu_before = {p.pid: proc.tree_cpu_seconds(p.pid) for p in (server, worker)}
+        cpu_before = {p.pid: proc.tree_cpu_seconds(p.pid) for p in (server, *workers)}
         started = time.perf_counter()
         submission.submit(imp)
         deadline = time.monotonic() + args.timeout
@@ -223,13 +228,13 @@ def run(args: argparse.Namespace) -> None:
                 break
             time.sleep(0.1)
         seen = time.perf_counter() - started
-        cpu = {p.pid: proc.tree_cpu_seconds(p.pid) - cpu_before[p.pid] for p in (server, worker)}
+        cpu = {p.pid: proc.tree_cpu_seconds(p.pid) - cpu_before[p.pid] for p in (server, *workers)}
         server_mb = proc.tree_peak_mb(server.pid)
-        worker_mb = proc.tree_peak_mb(worker.pid)
+        worker_mb = max(proc.tree_peak_mb(w.pid) for w in workers)
     finally:
-        for p in (worker, server):
+        for p in (*workers, server):
             p.terminate()
-        for p in (worker, server):
+        for p in (*workers, server):
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
@@ -262,7 +267,7 @@ def run(args: argparse.Namespace) -> None:
                     "server_peak_mb": server_mb,
                     "worker_peak_mb": worker_mb,
                     "server_cpu_seconds": cpu[server.pid],
-                    "worker_cpu_seconds": cpu[worker.pid],
+                    "worker_cpu_seconds": sum(cpu[w.pid] for w in workers),
                     "cutting": span(imp.submitted_at, t["first_sent"]),
                     "sending": span(t["first_sent"], t["last_accepted"]),
                     "applying": span(ops["first"], ops["last_applied"]),

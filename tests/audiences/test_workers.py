@@ -102,48 +102,12 @@ def test_a_fresh_start_reaches_applied(api):
     assert api.view("quick")["nb_ids"] == 100
 
 
-# --- The applies' process of `manage.py worker` (database queue) ----------------------------------
+# --- A worker of one queue (`manage.py worker --queue audiences`, as bin/start runs it) ---------
 
 db_queue_only = pytest.mark.skipif(
     __import__("django.conf").conf.settings.TASK_BACKEND != "db",
     reason="the database queue (TASK_BACKEND=db)",
 )
-
-
-def _applies_process(worker_pid: int) -> int | None:
-    """The worker's child running the applies (a spawned process; not the resource tracker)."""
-    from pathlib import Path
-
-    for children in Path(f"/proc/{worker_pid}/task").glob("*/children"):
-        for pid in children.read_text().split():
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"spawn_main" in cmdline:
-                return int(pid)
-    return None
-
-
-def _started_applies_process(worker_pid: int) -> int:
-    wait_for(lambda: _applies_process(worker_pid) is not None, 30, "the applies' process")
-    child = _applies_process(worker_pid)
-    assert child is not None
-    return child
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone too: its parent (init, once the worker died) reaps it soon.
-    from pathlib import Path
-
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _applied_by(api, name: str) -> str:  # type: ignore[no-untyped-def]
@@ -158,38 +122,26 @@ def _applied_by(api, name: str) -> str:  # type: ignore[no-untyped-def]
 
 
 @db_queue_only
-def test_the_worker_applies_in_a_process_of_its_own_that_ends_with_it(api):
-    with running_workers(1) as (worker,):
-        child = _started_applies_process(worker.pid)
-        # The applies ran there (within 20 s: the sweep would take 30), not in the worker.
-        assert _applied_by(api, "quick").startswith(f"{child}-")
-        # Killed, the worker takes its applies' process with it (never a lane left over).
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait()
-        wait_for(lambda: not _alive(child), 20, "the applies' process to end")
+def test_a_worker_of_the_audiences_queue_runs_the_applies(api):
+    from dashboard.models import Worker
 
-
-@db_queue_only
-def test_an_applies_process_that_dies_is_started_again(api):
-    with running_workers(1) as (worker,):
-        first = _started_applies_process(worker.pid)
-        os.kill(first, signal.SIGKILL)
-        wait_for(
-            lambda: _applies_process(worker.pid) not in (None, first), 30, "a new applies' process"
-        )
-        second = _applies_process(worker.pid)
-        assert _applied_by(api, "again").startswith(f"{second}-")
-        assert worker.poll() is None
+    with running_workers(1, args=("--queue", "audiences")) as (worker,):
+        # The applies ran there (within 20 s: the sweep would take 30).
+        assert _applied_by(api, "quick").startswith(f"{worker.pid}-")
+        assert Worker.objects.get(pid=worker.pid).queues == ["audiences"]
 
 
 @db_queue_only
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_a_stop_signal_to_the_group_ends_the_worker_and_its_applies_process(api, stop):
-    """As systemd (SIGTERM to every process) and Ctrl-C (SIGINT) stop them: both end, cleanly,
-    and the applies' process is not started again meanwhile."""
-    with running_workers(1) as (worker,):
-        child = _started_applies_process(worker.pid)
+@pytest.mark.parametrize("queues", [(), ("--queue", "audiences")], ids=["every queue", "one"])
+def test_a_stop_signal_to_the_group_ends_the_worker_cleanly(api, stop, queues):
+    """As systemd (SIGTERM to every process) and Ctrl-C (SIGINT) stop it: it ends, cleanly,
+    and removes its heartbeat row."""
+    from dashboard.models import Worker
+
+    with running_workers(1, args=queues) as (worker,):
+        wait_for(lambda: Worker.objects.filter(pid=worker.pid).exists(), 30, "its heartbeat")
+        _applied_by(api, "quick")
         os.killpg(worker.pid, stop)
         assert worker.wait(timeout=30) == 0
-        wait_for(lambda: not _alive(child), 20, "the applies' process to end")
-        assert _applies_process(worker.pid) is None
+    assert not Worker.objects.filter(pid=worker.pid).exists()

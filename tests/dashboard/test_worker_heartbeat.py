@@ -158,11 +158,15 @@ def test_the_sweeps_warn_only_of_work_taken_over_from_a_worker_that_stopped(db, 
 
     ordinary.__module__ = "dashboard.submission"
     takeover.__module__ = "dashboard.imports"
+    command = worker.Command()
+    command.prepare_sweeps(10)
+    command.sweeps = [ordinary]
     with caplog.at_level("INFO", logger="audiences.worker"):
-        worker.Command()._sweep_once([ordinary], 10)
+        assert command.sweep_once() == 0
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    command.sweeps = [takeover]
     with caplog.at_level("INFO", logger="audiences.worker"):
-        worker.Command()._sweep_once([takeover], 10)
+        assert command.sweep_once() == 2
     (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
     assert warning.getMessage() == (
         "dashboard.imports took over 2 item(s) left by a worker that stopped"

@@ -62,7 +62,7 @@ def test_the_main_worker_waits_out_outages_but_stops_on_a_bug(waits):
 def test_a_lane_thread_is_started_again_after_any_error(waits, monkeypatch):
     run, calls = _failing(ValueError("bug"))
     monkeypatch.setattr(worker.Lane, "run", lambda self: run())
-    worker.Command()._lane("audiences", 1.0)
+    worker.Command()._lane(worker.Lane(queue="audiences", interval=1.0))
     assert len(calls) == 2 and waits == [0.5]
 
 
@@ -93,16 +93,16 @@ def test_each_thread_of_the_worker_keeps_its_database_connection(monkeypatch, se
         # A thread's first query makes its connection from these settings.
         seen.append(connections["default"].settings_dict["CONN_MAX_AGE"])
 
-    def run_db_worker(self, interval: float, lanes: int) -> None:  # type: ignore[no-untyped-def]
+    def run_db_worker(self, queues, interval, lanes) -> None:  # type: ignore[no-untyped-def]
         lane = threading.Thread(target=in_a_new_thread)
         lane.start()
         lane.join()
 
     monkeypatch.setattr(worker.Command, "_run_db_worker", run_db_worker)
-    monkeypatch.setattr(worker.Command, "_sweep_forever", lambda self, every: None)
+    monkeypatch.setattr(worker.Command, "_sweep_forever", lambda self: None)
     monkeypatch.setattr(worker, "_warm_validation_pool", lambda: None)
     monkeypatch.setattr(worker.Heartbeat, "start", lambda self: None)  # no database here
-    worker.Command().handle(sweep_every=10.0, interval=0.2, lanes=2)
+    worker.Command().handle(sweep_every=10.0, interval=0.2, lanes=2, queues=None)
     assert seen == [settings.WORKER_DATABASE_CONN_MAX_AGE] and seen[0] == 300
 
 
@@ -118,7 +118,7 @@ def _run_lane(lane: worker.Lane, monkeypatch: pytest.MonkeyPatch, polls: int) ->
     """Run the lane in this thread until it has waited `polls` times."""
     slept: list[float] = []
 
-    def wait(listener: object) -> None:
+    def wait() -> None:
         slept.append(lane.interval)
         if len(slept) >= polls:
             lane.running = False
@@ -192,38 +192,48 @@ def test_a_lane_does_not_claim_at_each_poll_for_a_task_due_later(
     assert DBTaskResult.objects.get().status == "READY"
 
 
-def test_the_applies_lane_finishes_its_task_whatever_the_signals_until_sigkill(monkeypatch):
-    """SIGINT (Ctrl-C, sent to the whole group) is the worker's to handle, and a second SIGTERM
-    (the worker's own, as it exits) must not cut an apply short: its task would end failed."""
-    import os
+def test_a_stop_signal_lets_the_lane_finish_its_task_and_marks_the_worker_stopping(monkeypatch):
+    """As db_worker: the task in hand finishes; a validation whose pool the same signal broke
+    is then left to the sweep (processes.STOPPING)."""
     import signal
 
-    lane = worker.ProcessLane(queue="audiences", interval=0.05, parent=os.getppid())
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        lane.configure_signals()
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-        lane.running_task = True
-        lane.shutdown(signal.SIGTERM, None)
-        lane.shutdown(signal.SIGTERM, None)  # no exit: the task in hand finishes
-        assert lane.running is False
-        lane.running_task = False
-        with pytest.raises(SystemExit) as stopped:
-            lane.shutdown(signal.SIGTERM, None)
-        assert stopped.value.code == 0
-    finally:
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
+    from dashboard import processes
+
+    monkeypatch.setattr(processes, "STOPPING", __import__("threading").Event())
+    lane = worker.Lane(queue="audiences", interval=0.05)
+    lane.running_task = True
+    lane.shutdown(signal.SIGTERM, None)
+    assert lane.running is False and processes.STOPPING.is_set()
 
 
-def test_an_applies_lane_whose_worker_is_gone_stops(monkeypatch):
-    import os
+@db_queue_only
+def test_one_step_runs_one_waiting_task_or_says_there_was_none(
+    api, django_capture_on_commit_callbacks, transactional_db
+):
+    from django_tasks_db.models import DBTaskResult
 
-    lane = worker.ProcessLane(queue="audiences", interval=0.05, parent=os.getppid() + 1)
-    polls = []
-    monkeypatch.setattr(lane, "_may_have_work", lambda: polls.append(1))
-    lane.run()
-    assert polls == []
+    _waiting_apply(api, django_capture_on_commit_callbacks)
+    lane = worker.Lane(queue="audiences", interval=0.05)
+    assert lane.run_one_task() is True
+    assert DBTaskResult.objects.get().status == "SUCCESSFUL"
+    assert lane.run_one_task() is False
+
+
+def test_a_sweep_step_counts_what_it_took_over_and_survives_a_failing_sweep(db, caplog):
+    def broken() -> int:
+        raise ValueError("bug")
+
+    command = _sweeper(10.0)
+    command.sweeps = [broken, lambda: 2, lambda: 0]
+    with caplog.at_level(logging.WARNING, logger="audiences.worker"):
+        assert command.sweep_once() == 2
+    assert "failed; retrying" in caplog.text and "took over 2 item(s)" in caplog.text
+
+
+def _sweeper(every: float) -> worker.Command:
+    command = worker.Command()
+    command.prepare_sweeps(every)
+    return command
 
 
 class _Stop(Exception):
@@ -251,7 +261,7 @@ def test_the_polls_go_on_at_once_while_there_were_polls_due(db, monkeypatch, set
     monkeypatch.setattr(submission, "poll_due", poll_due)
     monkeypatch.setattr(worker, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
     with pytest.raises(_Stop):
-        worker.Command()._sweep_forever(1000.0)  # the sweep first, then the polls between
+        _sweeper(1000.0)._sweep_forever()  # the sweep first, then the polls between
     assert calls == ["sleep", "poll", "poll", "poll", "sleep"]
 
 
@@ -273,7 +283,7 @@ def test_the_polls_wake_up_when_the_next_poll_is_due(db, monkeypatch, settings):
     monkeypatch.setattr(submission, "seconds_to_next_poll", lambda: next(next_due))
     monkeypatch.setattr(worker, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
     with pytest.raises(_Stop):
-        worker.Command()._sweep_forever(1000.0)
+        _sweeper(1000.0)._sweep_forever()
     assert sleeps[1:] == [0.03, worker.POLL_EVERY, worker.POLL_EVERY, worker.MIN_POLL_WAIT]
 
 
@@ -281,32 +291,19 @@ class _Started(Exception):
     """Stops a process's start once the point under test is passed."""
 
 
-def test_the_worker_and_its_applies_process_leave_the_objects_of_their_start_out_of_collections(
-    monkeypatch,
-):
-    from dashboard import applies_process, processes
+def test_the_worker_leaves_the_objects_of_its_start_out_of_collections(monkeypatch):
+    from dashboard import processes
 
     events: list[str] = []
 
     def frozen() -> None:
         events.append("frozen")
 
-    def lane(*args: object) -> None:
-        events.append("lane")
-        raise _Started
-
     monkeypatch.setattr(processes, "freeze_startup_objects", frozen)
     monkeypatch.setattr(worker, "_keep_connections", lambda: events.append("work") or _raise())
     with pytest.raises(_Started):
-        worker.Command().handle(sweep_every=10.0, interval=0.05, lanes=1)
+        worker.Command().handle(sweep_every=10.0, interval=0.05, lanes=1, queues=None)
     assert events == ["frozen", "work"]  # before any thread starts
-
-    events.clear()
-    monkeypatch.setattr(applies_process, "_end_with", lambda parent: None)
-    monkeypatch.setattr(worker, "run_lane_process", lane)
-    with pytest.raises(_Started):
-        applies_process.run(0.05, 0)
-    assert events == ["frozen", "lane"]
 
 
 def _raise() -> None:

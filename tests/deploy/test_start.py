@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -124,6 +126,62 @@ def test_bin_start_serves_then_stops_with_everything_it_started(tmp_path, stop):
     if stop == signal.SIGINT:
         assert "Traceback" not in out, out
     assert not left, f"processes of bin/start outlived it: {[_cmdline(p) for p in left]}"
+
+
+def _workers_of(data_dir: Path) -> list[int]:
+    return [pid for pid in _processes_of(data_dir) if b"manage.py\0worker" in _cmdline(pid)]
+
+
+@pytest.mark.skipif(
+    os.environ.get("TASK_BACKEND") == "rq", reason="bin/start runs the database queue"
+)
+def test_bin_start_starts_a_killed_worker_again_and_the_web_server_stays_up(tmp_path):
+    port = _free_port()
+    start = subprocess.Popen(
+        [str(ROOT / "bin/start")],
+        cwd=ROOT,
+        env=_env(tmp_path, port, HOST="127.0.0.1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/healthz", start)
+        deadline = time.monotonic() + 30
+        while len(_workers_of(tmp_path)) < 2:  # the dashboard's queue, the API's applies
+            assert time.monotonic() < deadline, "no workers"
+            time.sleep(0.2)
+        first = _workers_of(tmp_path)[0]
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(again := [pid for pid in _workers_of(tmp_path) if pid != first]) < 2:
+            assert start.poll() is None, "bin/start ended with its worker"
+            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).ok
+            assert time.monotonic() < deadline, "the worker was not started again"
+            time.sleep(0.2)
+        # The new worker runs: its heartbeat row is written.
+        deadline = time.monotonic() + 30
+        while not all(_worker_rows(tmp_path, pid) for pid in again):
+            assert time.monotonic() < deadline, "the new worker wrote no heartbeat"
+            time.sleep(0.2)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).ok
+        assert start.poll() is None
+    finally:
+        out = _stop_group(start, signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while _processes_of(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in _processes_of(tmp_path):
+            os.kill(pid, signal.SIGKILL)
+    assert "starting it again" in out, out
+
+
+def _worker_rows(data_dir: Path, pid: int) -> int:
+    with contextlib.closing(sqlite3.connect(data_dir / "db.sqlite3", timeout=10)) as db:
+        return db.execute("SELECT count(*) FROM dashboard_worker WHERE pid = ?", [pid]).fetchone()[
+            0
+        ]
 
 
 def _cmdline(pid: int) -> bytes:

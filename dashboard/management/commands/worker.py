@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import atexit
+import contextlib
 import logging
 import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +26,8 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from dashboard import processes, wakeups
+from dashboard import imports, processes, submission
+from dashboard.checkpoints import QuietCheckpointer
 from dashboard.models import Worker as WorkerRow
 
 logger = logging.getLogger("audiences.worker")
@@ -46,11 +45,19 @@ MIN_POLL_WAIT = 0.005
 
 class Command(BaseCommand):
     help = (
-        "Run a background worker: the task backend's worker (db_worker or rqworker, by "
-        "TASK_BACKEND) plus the sweeps (WORKER_SWEEPS) that finish what a killed worker left behind."
+        "Run a background worker: the task backend's worker (db_worker's lanes or rqworker, by "
+        "TASK_BACKEND) for its queues, plus the sweeps (WORKER_SWEEPS) that finish what a killed "
+        "worker left behind. Run one per queue for the queues to work side by side (bin/start)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--queue",
+            action="append",
+            dest="queues",
+            help="A queue this worker runs (repeatable; default: every queue of TASK_QUEUES). "
+            "The sweeps and polls run in the workers of the dashboard's queue (default).",
+        )
         parser.add_argument(
             "--interval",
             type=float,
@@ -62,8 +69,8 @@ class Command(BaseCommand):
             "--lanes",
             type=int,
             default=2,
-            help="Tasks of the dashboard's queue run at once (db); the API's applies have a "
-            "process of their own besides",
+            help="Tasks of the dashboard's queue run at once (db): two senders share an "
+            "import's chunks, so the server always has the next call while it answers one",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -71,20 +78,20 @@ class Command(BaseCommand):
         # Each thread (lane, sweeper) keeps its connection between polls; health checks (on
         # PostgreSQL) and the outage handling below replace one that broke.
         _keep_connections()
-        heartbeat = Heartbeat(settings.TASK_QUEUES)
+        queues = [q for q in settings.TASK_QUEUES if q in (options.get("queues") or [q])]
+        self.prepare_sweeps(options["sweep_every"])
+        heartbeat = Heartbeat(queues, this_process=True)
         heartbeat.start()
         try:
-            self._run(options)
+            self._run(queues, options)
         finally:
             heartbeat.stop()  # a clean exit; a killed worker's row falls silent instead
 
-    def _run(self, options: dict[str, Any]) -> None:
-        sweeper = threading.Thread(
-            target=self._sweep_forever, args=(options["sweep_every"],), daemon=True
-        )
-        sweeper.start()
-        threading.Thread(target=_warm_validation_pool, daemon=True).start()
-        if connection.vendor == "sqlite":
+    def _run(self, queues: list[str], options: dict[str, Any]) -> None:
+        if "default" in queues:
+            threading.Thread(target=self._sweep_forever, daemon=True).start()
+            threading.Thread(target=_warm_validation_pool, daemon=True).start()
+        if connection.vendor == "sqlite" and "default" in queues:
             threading.Thread(
                 target=_checkpoint_forever, args=(settings.SQLITE_QUIET_CHECKPOINT,), daemon=True
             ).start()
@@ -93,123 +100,60 @@ class Command(BaseCommand):
             quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
             call_command(
                 "rqworker",
-                *settings.TASK_QUEUES,  # in order: the API's applies first
+                *queues,  # in order: the API's applies first
                 job_class="django_tasks_rq.Job",
                 worker_class="dashboard.rq_worker.Worker",
                 with_scheduler=False,
                 verbosity=0 if quiet else 1,
             )
-        else:
-            self._run_db_worker(options["interval"], max(1, options["lanes"]))
+            return
+        self._run_db_worker(queues, options["interval"], options["lanes"])
 
-    def _run_db_worker(self, interval: float, lanes: int) -> None:
-        """The database queue's lanes, each started again whenever the database drops it; a
-        signal still stops the main one, and the process, for good.
-
-        The embedded API's applies run beside them in a process of their own (a lane there):
-        while the lanes here send an import's chunks, the applies they cause start at once
-        instead of queueing behind the whole send, on the other core (in a thread of this
-        process they shared its interpreter with the senders: 18% slower at a million rows).
-        With more than one lane for the dashboard's queue, two senders share an import's chunks
-        (each claims its own), so the server always has the next call while it answers one.
-        """
-        threading.Thread(target=self._applies, args=(interval,), daemon=True).start()
-        for _ in range(lanes - 1):
-            threading.Thread(target=self._lane, args=("default", interval), daemon=True).start()
-        main = MainLane(queue="default", interval=interval)
+    def _run_db_worker(self, queues: list[str], interval: float, lanes: int) -> None:
+        """A lane per queue, and `lanes` of the dashboard's, each started again whenever the
+        database drops it; a signal still stops the main one, and the process, for good."""
+        every = [Lane(queue=q, interval=interval) for q in queues]
+        if "default" in queues:
+            every += [Lane(queue="default", interval=interval) for _ in range(lanes - 1)]
+        *others, main = every
+        for lane in others:
+            threading.Thread(target=self._lane, args=(lane,), daemon=True).start()
         main.configure_signals()  # as db_worker: a signal lets the running task finish
         _keep_running("the worker", main.run)
 
-    def _applies(self, interval: float) -> None:
-        """The applies' process, started again (after a pause, doubling up to MAX_OUTAGE_WAIT;
-        back to 0.5 s after a minute of running well) whenever it ends while we don't."""
-        import multiprocessing.util  # its exit handler first, then ours: ours runs first
+    def _lane(self, lane: Lane) -> None:
+        """One more lane, in a thread, kept running through database outages and, since a
+        thread that stops would go unnoticed, through any other error too."""
+        _keep_running(f"the {lane.queue_names[0]} lane", lane.run, any_error=True)
 
-        from dashboard import applies_process
+    # --- The steps (tests call them one at a time) --------------------------------------------
 
-        atexit.register(_STOPPING.set)
-        context = multiprocessing.get_context("spawn")  # not a fork: this process has threads
-        wait = 0.5
-        while not _STOPPING.is_set():
-            started = time.monotonic()
-            process = context.Process(
-                target=applies_process.run,
-                args=(interval, os.getpid()),
-                name="audiences lane",
-                daemon=True,  # multiprocessing ends it (SIGTERM) as this process exits
-            )
-            # Ctrl-C's SIGINT is the worker's to handle, even while the process is starting.
-            with processes.signals_blocked(signal.SIGINT):
-                process.start()
-            logger.debug("the audiences lane runs in process %s", process.pid)
-            process.join()
-            # A stop signal sent to the whole group reaches it and us at once: ours may lag.
-            if _STOPPING.wait(0.5):
-                return
-            if time.monotonic() - started > 60:
-                wait = 0.5
-            logger.warning(
-                "the audiences lane's process ended (exit code %s); starting it again in %.1f s",
-                process.exitcode,
-                wait,
-            )
-            if _STOPPING.wait(wait):
-                return
-            wait = min(MAX_OUTAGE_WAIT, wait * 2)
+    def prepare_sweeps(self, every: float) -> None:
+        self.sweep_every = every
+        self.sweeps = [import_string(path) for path in settings.WORKER_SWEEPS]
+        self.next_sweep = 0.0  # the first at once
 
-    def _lane(self, queue: str, interval: float) -> None:
-        """One more lane of that queue, in a thread, kept running through database outages and,
-        since a thread that stops would go unnoticed, through any other error too."""
-        _keep_running(f"the {queue} lane", Lane(queue=queue, interval=interval).run, any_error=True)
-
-    def _sweep_forever(self, every: float) -> None:
-        from dashboard.submission import poll_due, seconds_to_next_poll
-
-        sweeps = [import_string(path) for path in settings.WORKER_SWEEPS]
-        next_sweep = 0.0
-        while True:
-            wait = POLL_EVERY
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + every
-                self._sweep_once(sweeps, every)
-            else:
-                # Between sweeps, tokens whose poll is due are asked at once: a chunk is seen
-                # applied within its poll's delay, not the sweep's.
-                try:
-                    if poll_due():
-                        # More may have come due meanwhile (a poll can wait for SQLite's write
-                        # lock while an apply holds it): look again before sleeping.
-                        continue
-                    # Wake up when the next poll is due, not up to POLL_EVERY after it (chunks
-                    # accepted meanwhile are first asked about no sooner than POLL_EVERY).
-                    due = seconds_to_next_poll()
-                    if due is not None:
-                        wait = max(MIN_POLL_WAIT, min(wait, due))
-                except DATABASE_DOWN:
-                    _drop_connections()
-                except Exception:
-                    logger.exception("polling the chunks' tokens failed; retrying")
-                finally:
-                    close_old_connections()
-            time.sleep(max(0.0, min(wait, next_sweep - time.monotonic())))
-
-    def _sweep_once(self, sweeps: list[Any], every: float) -> None:
-        for sweep in sweeps:
+    def sweep_once(self) -> int:
+        """Every sweep once; returns what they took over from workers that stopped."""
+        taken_over = 0
+        for sweep in self.sweeps:
             try:
                 # A sweep returns only what it took over from a worker that stopped (a lease
-                # that ran out): worth a warning. Its ordinary work (polls, pruning) is not.
-                taken_over = sweep()
-                if taken_over:
+                # that ran out, a heartbeat that stopped): worth a warning. Its ordinary work
+                # (polls, pruning) is not.
+                found = sweep()
+                if found:
+                    taken_over += found
                     logger.warning(
                         "%s took over %s item(s) left by a worker that stopped",
                         sweep.__module__,
-                        taken_over,
+                        found,
                     )
             except DATABASE_DOWN as exc:
                 logger.warning(
                     "database unavailable (%s); the sweeps try again in %g s",
                     _line(exc),
-                    every,
+                    self.sweep_every,
                 )
                 _drop_connections()
                 break
@@ -217,6 +161,43 @@ class Command(BaseCommand):
                 logger.exception("%s failed; retrying", sweep.__module__)
             finally:
                 close_old_connections()
+        return taken_over
+
+    def poll_due_once(self) -> float | None:
+        """Ask about the tokens whose poll is due; returns how long to wait before the next
+        look (0 when more may have come due meanwhile)."""
+        wait = POLL_EVERY
+        try:
+            if submission.poll_due():
+                # More may have come due meanwhile (a poll can wait for SQLite's write lock
+                # while an apply holds it): look again before sleeping.
+                return None
+            # Wake up when the next poll is due, not up to POLL_EVERY after it (chunks accepted
+            # meanwhile are first asked about no sooner than POLL_EVERY).
+            due = submission.seconds_to_next_poll()
+            if due is not None:
+                wait = max(MIN_POLL_WAIT, min(wait, due))
+        except DATABASE_DOWN:
+            _drop_connections()
+        except Exception:
+            logger.exception("polling the chunks' tokens failed; retrying")
+        finally:
+            close_old_connections()
+        return wait
+
+    def _sweep_forever(self) -> None:
+        while True:
+            wait: float | None = POLL_EVERY
+            if time.monotonic() >= self.next_sweep:
+                self.next_sweep = time.monotonic() + self.sweep_every
+                self.sweep_once()
+            else:
+                # Between sweeps, tokens whose poll is due are asked at once: a chunk is seen
+                # applied within its poll's delay, not the sweep's.
+                wait = self.poll_due_once()
+                if wait is None:
+                    continue
+            time.sleep(max(0.0, min(wait, self.next_sweep - time.monotonic())))
 
 
 class Heartbeat:
@@ -228,13 +209,17 @@ class Heartbeat:
     (a slow API's polls), and a beat is one UPDATE, on a connection not kept between beats.
     """
 
-    def __init__(self, queues: list[str]) -> None:
+    def __init__(self, queues: list[str], *, this_process: bool = False) -> None:
         self.queues = list(queues)
+        self.this_process = this_process  # the claims this process makes name its row
         self.row: WorkerRow | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True)
 
     def start(self) -> None:
+        # The row first, so that this worker's first claims already name it.
+        with contextlib.suppress(*DATABASE_DOWN):
+            self.beat()
         self.thread.start()
 
     def beat(self) -> None:
@@ -244,6 +229,8 @@ class Heartbeat:
             return
         if not self.stopping.is_set():
             self.row = WorkerRow.register(self.queues)
+            if self.this_process:
+                WorkerRow.current_id = self.row.pk
 
     def _beat_forever(self) -> None:
         while True:
@@ -262,6 +249,8 @@ class Heartbeat:
         self.stopping.set()
         if self.thread.is_alive():
             self.thread.join(timeout=WorkerRow.BEAT_EVERY)
+        if self.this_process:
+            WorkerRow.current_id = None
         if self.row is None:
             return
         try:
@@ -310,22 +299,27 @@ class Lane(Worker):
 
     def run(self) -> None:
         logger.debug("lane %s of queue %s started", self.worker_id, self.queue_names[0])
-        listener = wakeups.Listener(self.queue_names[0])
-        try:
-            while self.running and not self._orphaned():
-                close_old_connections()
-                task_result = self._claim() if self._may_have_work() else None
-                if task_result is not None:
-                    self.run_task(task_result)
-                elif self.running:
-                    self._wait(listener)
-        finally:
-            listener.close()
+        while self.running:
+            if not self.run_one_task() and self.running:
+                self._wait()
 
-    def _wait(self, listener: wakeups.Listener) -> None:
-        """Until the next look: the interval, or less when a task of this lane's queue is queued
-        on this machine meanwhile (dashboard.wakeups)."""
-        listener.wait(self.interval)
+    def run_one_task(self) -> bool:
+        """Claim one ready task of this lane's queue and run it; False when there was none."""
+        close_old_connections()
+        task_result = self._claim() if self._may_have_work() else None
+        if task_result is None:
+            return False
+        self.run_task(task_result)
+        return True
+
+    def shutdown(self, signum: int, frame: Any) -> None:
+        # A validation whose pool the same signal broke is then left to the sweep.
+        processes.STOPPING.set()
+        super().shutdown(signum, frame)
+
+    def _wait(self) -> None:
+        """Until the next look at the queue."""
+        time.sleep(self.interval)
 
     def _may_have_work(self) -> bool:
         """Whether a task of this lane's queue is due: one plain query (cheap enough to ask
@@ -338,9 +332,6 @@ class Lane(Worker):
         with connection.cursor() as cursor:
             cursor.execute(_WAITING, [self.queue_names[0], self.backend_name, never, now])
             return cursor.fetchone() is not None
-
-    def _orphaned(self) -> bool:
-        return False
 
     def _ready(self) -> Any:
         return DBTaskResult.objects.ready().filter(
@@ -362,46 +353,9 @@ class Lane(Worker):
             raise
 
 
-class MainLane(Lane):
-    """The lane in the worker's main thread: its stop signal also says the worker is stopping,
-    so that the applies' process, which the same signal may have stopped, is not started again."""
-
-    def shutdown(self, signum: int, frame: Any) -> None:
-        _STOPPING.set()
-        super().shutdown(signum, frame)
-
-
-class ProcessLane(Lane):
-    """The lane of a process of its own (applies_process), which ends with the worker.
-
-    SIGTERM (from the worker as it exits, or from Linux as it dies) stops it once the task it
-    is running is finished; a second one, or Ctrl-C's SIGINT sent to the whole group, does not cut
-    that task short (the worker sees to stopping it). SIGKILL still does.
-    """
-
-    def __init__(self, *, queue: str, interval: float, parent: int) -> None:
-        super().__init__(queue=queue, interval=interval)
-        self.parent = parent
-
-    def configure_signals(self) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, self.shutdown)
-
-    def shutdown(self, signum: int, frame: Any) -> None:
-        self.running = False
-        if not self.running_task:
-            sys.exit(0)
-
-    def _orphaned(self) -> bool:
-        # Where Linux's parent-death signal is not to be had: the worker is gone.
-        return os.getppid() != self.parent
-
-
 def _warm_validation_pool() -> None:
     """The validation pool's processes start with the worker, not when the first big file
     comes (their start, new interpreters, was a fifth of a 100,000-row file's validation)."""
-    from dashboard import imports
-
     try:
         imports.warm_validation_pool()
     except Exception:
@@ -411,8 +365,6 @@ def _warm_validation_pool() -> None:
 def _checkpoint_forever(every: float) -> None:
     """SQLite's log copied back into the database whenever no write came for `every` seconds
     (dashboard.checkpoints)."""
-    from dashboard.checkpoints import QuietCheckpointer
-
     checkpointer = QuietCheckpointer()
     while True:
         time.sleep(every)
@@ -422,20 +374,6 @@ def _checkpoint_forever(every: float) -> None:
             _drop_connections()
         except Exception:
             logger.exception("checkpointing the database's log failed; retrying")
-
-
-def run_lane_process(queue: str, interval: float, parent: int) -> None:
-    """A lane of that queue as a whole process (applies_process), until the worker `parent`
-    stops it or ends."""
-    _keep_connections()
-    lane = ProcessLane(queue=queue, interval=interval, parent=parent)
-    lane.configure_signals()
-    _keep_running(f"the {queue} lane", lane.run)
-
-
-# Set once the worker is stopping (its signal, or its exit): the applies' process is then not
-# started again, and a validation whose pool broke is left to the sweep.
-_STOPPING = processes.STOPPING
 
 
 def _keep_connections() -> None:
