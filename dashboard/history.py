@@ -114,7 +114,9 @@ def in_flight_with(
         connection=connection,
         audience_name=audience,
         state__in=(Import.VALIDATED, Import.SUBMITTING, Import.SUBMITTED),
-    ).exclude(pk=exclude)
+    )
+    if exclude is not None:
+        candidates = candidates.exclude(pk=exclude)
     found = []
     for imp in candidates:
         row = (

@@ -15,12 +15,13 @@ from collections import Counter
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import PurePath
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Sum
+from django.db.models.expressions import Combinable
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -43,7 +44,14 @@ MAX_PACE_MARGIN = 0.5
 PACE_MARGIN_DECAY = 0.98
 
 
-class RowId(models.BigAutoField):
+if TYPE_CHECKING:
+    # Django's fields are generic to the stubs only (set type, get type).
+    _BigAutoField = models.BigAutoField[int | str | Combinable, int]
+else:
+    _BigAutoField = models.BigAutoField
+
+
+class RowId(_BigAutoField):
     """The id of a row that nothing refers to by its id: on SQLite, without AUTOINCREMENT,
     whose bookkeeping (a write to sqlite_sequence for every row) cost an eighth of each insert.
     SQLite may then give a deleted row's id again, which nothing that reads these rows sees."""
@@ -1228,12 +1236,13 @@ class CallCountManager(models.Manager["CallCount"]):
     def recent(self, connection: Connection, since: timedelta) -> list[dict[str, Any]]:
         """The connection's calls since then, by route and outcome, most first."""
         start = _minute(timezone.now() - since)
-        return list(
+        rows = (
             self.filter(connection=connection, minute__gte=start)
             .values("route", "outcome")
             .annotate(calls=Sum("count"))
             .order_by("-calls", "route", "outcome")
         )
+        return [dict(row) for row in rows]
 
     def prune(self, keep: timedelta) -> int:
         return self.filter(minute__lt=timezone.now() - keep).delete()[0]
