@@ -6,7 +6,7 @@ from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path
 
-from dashboard import views
+from dashboard.views import home
 
 
 def favicon(request: HttpRequest) -> HttpResponse:
@@ -16,7 +16,7 @@ def favicon(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("favicon.ico", favicon, name="favicon"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", home.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("dashboard.app_urls")),
