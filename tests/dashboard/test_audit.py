@@ -18,8 +18,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import app_urls, audit, submission, views_audit
+from dashboard import audit, submission
 from dashboard.models import AuditEvent, Chunk, Connection, Import
+from dashboard.urls import app_patterns
+from dashboard.views import audit as audit_views
 from tests.dashboard.helpers import proposed_mapping_data, text_of, upload
 
 IP = "203.0.113.7"
@@ -465,7 +467,7 @@ def test_an_event_can_not_be_changed_or_deleted(db):
 
 
 def test_there_is_no_page_that_changes_an_event(admin, staff, db):
-    audit_urls = [p for p in app_urls.urlpatterns if "audit" in str(p.pattern)]
+    audit_urls = [p for p in app_patterns if "audit" in str(p.pattern)]
     assert sorted(p.name for p in audit_urls) == ["audit-export", "audit-list"]
     for url in ("/audit/", "/audit/export.csv"):
         for method in ("post", "put", "patch", "delete"):
@@ -633,7 +635,7 @@ def links(response) -> dict[str, str]:
 
 
 def test_paging_neither_repeats_nor_skips_and_walks_back(admin, trail, monkeypatch):
-    monkeypatch.setattr(views_audit, "PAGE_SIZE", 4)
+    monkeypatch.setattr(audit_views, "PAGE_SIZE", 4)
     for i in range(15):
         event("import.created", username="mia" if i % 3 else "sam", target_label=f"import {i}")
     expected = list(
@@ -660,7 +662,7 @@ def test_paging_neither_repeats_nor_skips_and_walks_back(admin, trail, monkeypat
 
 
 def test_new_events_do_not_shift_the_older_pages(admin, trail, monkeypatch):
-    monkeypatch.setattr(views_audit, "PAGE_SIZE", 2)
+    monkeypatch.setattr(audit_views, "PAGE_SIZE", 2)
     first = admin.get("/audit/")
     for _ in range(3):
         event("sign_in", username="newcomer")
@@ -669,7 +671,7 @@ def test_new_events_do_not_shift_the_older_pages(admin, trail, monkeypatch):
 
 
 def test_a_page_is_one_query_without_counting(admin, trail, monkeypatch):
-    monkeypatch.setattr(views_audit, "PAGE_SIZE", 2)
+    monkeypatch.setattr(audit_views, "PAGE_SIZE", 2)
     admin.get("/audit/")  # the session and the user's roles are warm alike on both sides
     with CaptureQueriesContext(db) as queries:
         r = admin.get(f"/audit/?action=import.failed&before={trail['system'].pk}")
@@ -684,7 +686,7 @@ def test_a_page_is_one_query_without_counting(admin, trail, monkeypatch):
 
 @pytest.mark.skipif("db.vendor != 'sqlite'", reason="SQLite's query plan words")
 def test_a_filtered_page_reads_an_index_in_id_order(admin, trail):
-    form = views_audit.AuditFilterForm({"action": "import.failed", "before": "1000"})
+    form = audit_views.AuditFilterForm({"action": "import.failed", "before": "1000"})
     assert form.is_valid()
     events = form.events().filter(id__lt=1000).order_by("-id")[:51]
     sql, params = events.query.sql_with_params()

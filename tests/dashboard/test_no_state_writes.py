@@ -59,3 +59,9 @@ def test_it_finds_the_writes_it_looks_for() -> None:
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_module_but_the_models_writes_a_state(path: Path) -> None:
     assert state_writes(path.read_text()) == [], f"{path.relative_to(ROOT)} writes a state"
+
+
+def test_it_reads_the_modules_of_the_packages_too() -> None:
+    """The views are a package: each of its modules is read like any other."""
+    views = {path.name for path in _modules() if path.parent == ROOT / "dashboard" / "views"}
+    assert {"access.py", "imports.py", "import_steps.py", "audiences.py", "support.py"} <= views

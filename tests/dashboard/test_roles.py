@@ -9,8 +9,8 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
 
-from dashboard import app_urls
 from dashboard.models import Import
+from dashboard.urls import app_patterns
 from tests.dashboard.helpers import text_of, upload
 
 ALL = {"nobody", "marketer", "support", "admin"}
@@ -74,7 +74,7 @@ def objects(marketer, connection, work) -> dict[str, object]:
 
 def url_of(name: str, objects: dict[str, object]) -> str:
     kwargs: dict[str, object] = {}
-    pattern = next(p for p in app_urls.urlpatterns if p.name == name)
+    pattern = next(p for p in app_patterns if p.name == name)
     for key in pattern.pattern.converters:
         if key == "pk":
             kwargs[key] = (
@@ -94,7 +94,7 @@ def call(client: Client, name: str, objects: dict[str, object]):
 
 
 def test_every_page_has_a_role_rule_in_these_tests():
-    assert sorted(p.name for p in app_urls.urlpatterns) == sorted(PAGES)
+    assert sorted(p.name for p in app_patterns) == sorted(PAGES)
 
 
 def test_the_roles_are_groups_made_by_a_migration(db):

@@ -10,13 +10,14 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from dashboard import api_reads, history, roles
 from dashboard.client import ClientError
 from dashboard.forms import FixForm, LookupForm
 from dashboard.models import Connection
-from dashboard.views import _get_connection_for_user, _get_import_for_user, _panel
+from dashboard.views.access import get_connection_for_user
+from dashboard.views.responses import panel
 
 # What a server without the member-view extensions (Batch) answers them.
 NO_EXTENSION = {"NOT_FOUND", "HTTP_404", "HTTP_405"}
@@ -40,7 +41,7 @@ def _lookup(conn: Connection, custom_id: str) -> dict[str, Any]:
 
 def _lookup_context(request: HttpRequest) -> dict[str, Any]:
     """The form, and for a valid one the ID's history from our database (the API's part, the
-    audiences holding it, is a panel loaded after the page: see views._panel)."""
+    audiences holding it, is a panel loaded after the page: see responses.panel)."""
     data = request.GET if "id" in request.GET else None
     initial_conn = Connection.objects.first()
     form = LookupForm(data, initial={"connection": initial_conn.pk if initial_conn else None})
@@ -70,13 +71,13 @@ def support_lookup_panel(request: HttpRequest) -> HttpResponse:
     if "custom_id" not in context:
         return redirect("dashboard:support-lookup")
     context.update(_lookup(context["connection"], context["custom_id"]))
-    return _panel(request, "dashboard/support_lookup.html", context)
+    return panel(request, "dashboard/support_lookup.html", context)
 
 
 @roles.requires(roles.can_support)
 @require_http_methods(["GET", "POST"])
 def support_fix(request: HttpRequest) -> HttpResponse:
-    conn = _get_connection_for_user(request, request.GET.get("connection"))
+    conn = get_connection_for_user(request, request.GET.get("connection"), need="support")
     custom_id = request.GET.get("id", "")
     lookup = LookupForm({"id": custom_id, "connection": conn.pk})
     if not lookup.is_valid():
@@ -126,27 +127,3 @@ def support_fix(request: HttpRequest) -> HttpResponse:
             else "",
         },
     )
-
-
-@roles.requires(roles.can_manage_audiences)
-@require_POST
-def import_undo(request: HttpRequest, pk: int) -> HttpResponse:
-    imp = _get_import_for_user(request, pk, write=True)
-    try:
-        undo = history.prepare_undo(imp, request.user, request)
-    except history.CannotUndo as refused:
-        messages.error(request, str(refused))
-        return redirect(imp)
-    later = history.later_imports(imp)
-    note = (
-        f" Careful: {later} later import{'s' if later != 1 else ''} touched this audience; "
-        "undoing puts back what came before this one for its IDs."
-        if later
-        else ""
-    )
-    messages.success(
-        request,
-        f"Undo prepared: {undo.add_count:,} to add back and {undo.remove_count:,} to remove. "
-        f"Check it, then submit it.{note}",
-    )
-    return redirect(undo)

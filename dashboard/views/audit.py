@@ -27,7 +27,7 @@ from dashboard import roles
 from dashboard.audit import ACTIONS
 from dashboard.http import HtmxHttpRequest
 from dashboard.models import AuditEvent
-from dashboard.views import spreadsheet_safe
+from dashboard.views.responses import Echo, spreadsheet_safe
 
 PAGE_SIZE = 50
 FILTERS = ("user", "action", "audience", "date_from", "date_to", "q")
@@ -177,11 +177,6 @@ def audit_list(request: HtmxHttpRequest) -> HttpResponse:
     return response
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @roles.requires(roles.is_admin)
 @require_GET
 def audit_export(request: HttpRequest) -> HttpResponseBase:
@@ -194,7 +189,7 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
             f"These filters are not valid ({problems}).", content_type="text/plain"
         )
     events = form.events().order_by("-id").values_list(*EXPORT_COLUMNS)
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
 
     def lines() -> Iterator[str]:
         yield "\ufeff"  # so that spreadsheet programs read it as UTF-8

@@ -1,0 +1,28 @@
+"""The home page (each role's first page) and the health check."""
+
+from __future__ import annotations
+
+from django.db import connection as db_connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+
+from dashboard import roles
+
+
+@roles.requires(lambda user: True)
+def home(request: HttpRequest) -> HttpResponse:
+    if roles.can_manage_audiences(request.user):
+        return redirect("dashboard:import-list")
+    if roles.can_support(request.user):
+        return redirect("dashboard:support-lookup")
+    return render(request, "dashboard/home.html")
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """For load balancers and uptime checks: 200 when the database answers."""
+    try:
+        with db_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:
+        return JsonResponse({"status": "database unavailable"}, status=503)
+    return JsonResponse({"status": "ok"})
