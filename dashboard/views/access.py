@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from dashboard import roles
+from dashboard.http import HtmxHttpRequest
 from dashboard.models import Connection, Import
 
 ConnectionNeed = Literal["audiences", "support", "manage"]
@@ -45,7 +46,7 @@ _IMPORT_NEEDS: dict[ImportNeed, tuple[Callable[[Any, Import], bool], str]] = {
 
 
 def get_connection_for_user(
-    request: HttpRequest, pk: int | str | None, *, need: ConnectionNeed
+    request: HtmxHttpRequest, pk: int | str | None, *, need: ConnectionNeed
 ) -> Connection:
     """The connection asked for, or without one the default one (to browse audiences through)."""
     found: Connection | None
@@ -65,7 +66,7 @@ def get_connection_for_user(
 
 
 def get_audience_for_user(
-    request: HttpRequest, connection_pk: int, name: str, *, need: AudienceNeed = "read"
+    request: HtmxHttpRequest, connection_pk: int, name: str, *, need: AudienceNeed = "read"
 ) -> tuple[Connection, str]:
     """The connection an audience is held through, and its name (the API holds the rest)."""
     conn = get_connection_for_user(request, connection_pk, need="audiences")
@@ -75,7 +76,7 @@ def get_audience_for_user(
     return conn, name
 
 
-def get_import_for_user(request: HttpRequest, pk: int, *, need: ImportNeed = "read") -> Import:
+def get_import_for_user(request: HtmxHttpRequest, pk: int, *, need: ImportNeed = "read") -> Import:
     """The import, if the user may see it (404 if not) and do what the view needs (403 if not)."""
     imp = get_object_or_404(Import.objects.select_related("connection", "created_by"), pk=pk)
     if not roles.can_read_imports(request.user):
@@ -86,7 +87,7 @@ def get_import_for_user(request: HttpRequest, pk: int, *, need: ImportNeed = "re
     return imp
 
 
-def get_waiting_import_for_user(request: HttpRequest, conn: Connection) -> Import | None:
+def get_waiting_import_for_user(request: HtmxHttpRequest, conn: Connection) -> Import | None:
     """The import (?import=pk) whose missing audience is being created, if the user may see it."""
     pk = request.GET.get("import", "")
     if not pk.isdigit() or not roles.can_read_imports(request.user):

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
@@ -17,6 +17,7 @@ from audiences import rules
 from dashboard import api_reads, audit, charts, roles
 from dashboard.client import ClientError
 from dashboard.forms import AudienceForm, RemoveAudienceForm
+from dashboard.http import HtmxHttpRequest
 from dashboard.models import AudienceSnapshot, Connection, Import
 from dashboard.views.access import (
     get_audience_for_user,
@@ -34,7 +35,7 @@ def _client_error_text(error: ClientError) -> str:
 # responses.panel): no page waits for a paced connection's turn.
 
 
-def _audience_list_context(request: HttpRequest) -> dict[str, Any]:
+def _audience_list_context(request: HtmxHttpRequest) -> dict[str, Any]:
     conn = get_connection_for_user(request, request.GET.get("connection"), need="audiences")
     cursor = request.GET.get("from", "")
     query = urlencode([("connection", conn.pk)] + ([("from", cursor)] if cursor else []))
@@ -48,13 +49,13 @@ def _audience_list_context(request: HttpRequest) -> dict[str, Any]:
 
 @roles.requires(roles.can_manage_audiences)
 @require_GET
-def audience_list(request: HttpRequest) -> HttpResponse:
+def audience_list(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "dashboard/audience_list.html", _audience_list_context(request))
 
 
 @roles.requires(roles.can_manage_audiences)
 @require_GET
-def audience_list_panel(request: HttpRequest) -> HttpResponse:
+def audience_list_panel(request: HtmxHttpRequest) -> HttpResponse:
     context = _audience_list_context(request)
     try:
         page = api_reads.audiences(context["connection"], context["cursor"] or None)
@@ -69,7 +70,7 @@ def audience_list_panel(request: HttpRequest) -> HttpResponse:
     return panel(request, "dashboard/audience_list.html", context)
 
 
-def _audience_context(request: HttpRequest, connection_pk: int, name: str) -> dict[str, Any]:
+def _audience_context(request: HtmxHttpRequest, connection_pk: int, name: str) -> dict[str, Any]:
     conn, name = get_audience_for_user(request, connection_pk, name)
     imports = Import.objects.filter(connection=conn, audience_name=name)
     return {
@@ -84,14 +85,14 @@ def _audience_context(request: HttpRequest, connection_pk: int, name: str) -> di
 
 @roles.requires(roles.can_manage_audiences)
 @require_GET
-def audience_detail(request: HttpRequest, connection_pk: int, name: str) -> HttpResponse:
+def audience_detail(request: HtmxHttpRequest, connection_pk: int, name: str) -> HttpResponse:
     context = _audience_context(request, connection_pk, name)
     return render(request, "dashboard/audience_detail.html", context)
 
 
 @roles.requires(roles.can_manage_audiences)
 @require_GET
-def audience_detail_panel(request: HttpRequest, connection_pk: int, name: str) -> HttpResponse:
+def audience_detail_panel(request: HtmxHttpRequest, connection_pk: int, name: str) -> HttpResponse:
     context = _audience_context(request, connection_pk, name)
     conn = context["connection"]
     status = 200
@@ -115,7 +116,7 @@ def audience_detail_panel(request: HttpRequest, connection_pk: int, name: str) -
 
 @roles.requires(roles.can_manage_audiences)
 @require_http_methods(["GET", "POST"])
-def audience_new(request: HttpRequest) -> HttpResponse:
+def audience_new(request: HtmxHttpRequest) -> HttpResponse:
     conn = get_connection_for_user(request, request.GET.get("connection"), need="audiences")
     # From an import held by its missing audience: the name prefilled, and back there after.
     form = AudienceForm(request.POST or None, initial={"name": request.GET.get("name", "")})
@@ -167,7 +168,7 @@ def audience_new(request: HttpRequest) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_GET
-def audience_check_name(request: HttpRequest) -> HttpResponse:
+def audience_check_name(request: HtmxHttpRequest) -> HttpResponse:
     """As-you-type check of an audience name, with the API's own rule."""
     name = request.GET.get("name", "")
     problem = rules.audience_name_problem(name, "name") if name else None
@@ -180,7 +181,7 @@ def audience_check_name(request: HttpRequest) -> HttpResponse:
 
 @roles.requires(roles.can_remove_audiences)
 @require_http_methods(["GET", "POST"])
-def audience_remove(request: HttpRequest, connection_pk: int, name: str) -> HttpResponse:
+def audience_remove(request: HtmxHttpRequest, connection_pk: int, name: str) -> HttpResponse:
     conn, name = get_audience_for_user(request, connection_pk, name, need="remove")
     form = RemoveAudienceForm(request.POST or None, name=name)
     if request.method == "POST" and form.is_valid():
@@ -219,11 +220,11 @@ def audience_remove(request: HttpRequest, connection_pk: int, name: str) -> Http
 # htmx, its button saying so): a done form leads the browser on; a refused one is shown again.
 
 
-def _go(request: HttpRequest, url: str) -> HttpResponse:
+def _go(request: HtmxHttpRequest, url: str) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-def _form_page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+def _form_page(request: HtmxHttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
     if request.htmx and request.method == "POST":
         return render(request, f"{template}#form", context)
     return render(request, template, context)

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import orjson
 from django import forms
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
@@ -179,7 +179,7 @@ def audit_list(request: HtmxHttpRequest) -> HttpResponse:
 
 @roles.requires(roles.is_admin)
 @require_GET
-def audit_export(request: HttpRequest) -> HttpResponseBase:
+def audit_export(request: HtmxHttpRequest) -> HttpResponseBase:
     form = AuditFilterForm(request.GET)
     if not form.is_valid():
         problems = "; ".join(

@@ -6,26 +6,27 @@ from typing import Any
 
 from django.contrib import messages
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from dashboard import audit, calls, roles
 from dashboard.client import ClientError
 from dashboard.forms import ConnectionForm
+from dashboard.http import HtmxHttpRequest
 from dashboard.models import Connection
 from dashboard.views.access import get_connection_for_user
 
 
 @roles.requires(roles.can_manage_connections)
-def connection_list(request: HttpRequest) -> HttpResponse:
+def connection_list(request: HtmxHttpRequest) -> HttpResponse:
     connections = Connection.objects.annotate(nb_imports=Count("imports"))
     return render(request, "dashboard/connection_list.html", {"connections": connections})
 
 
 @roles.requires(roles.can_manage_connections)
 @require_http_methods(["GET", "POST"])
-def connection_new(request: HttpRequest) -> HttpResponse:
+def connection_new(request: HtmxHttpRequest) -> HttpResponse:
     form = ConnectionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         conn = form.save()
@@ -39,7 +40,7 @@ def connection_new(request: HttpRequest) -> HttpResponse:
 
 @roles.requires(roles.can_manage_connections)
 @require_http_methods(["GET", "POST"])
-def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     conn = get_connection_for_user(request, pk, need="manage")
     form = ConnectionForm(request.POST or None, instance=conn)
     if request.method == "POST" and form.is_valid():
@@ -78,7 +79,7 @@ def _connection_details(conn: Connection) -> dict[str, Any]:
 
 @roles.requires(roles.can_manage_connections)
 @require_POST
-def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_test(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     conn = get_connection_for_user(request, pk, need="manage")
     result = test_connection(conn)
     if request.htmx:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from django.db import connection as db_connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
 from dashboard import roles
+from dashboard.http import HtmxHttpRequest
 
 
 @roles.requires(lambda user: True)
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     if roles.can_manage_audiences(request.user):
         return redirect("dashboard:import-list")
     if roles.can_support(request.user):
@@ -18,7 +19,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/home.html")
 
 
-def healthz(request: HttpRequest) -> HttpResponse:
+def healthz(request: HtmxHttpRequest) -> HttpResponse:
     """For load balancers and uptime checks: 200 when the database answers."""
     try:
         with db_connection.cursor() as cursor:

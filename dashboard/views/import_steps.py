@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from dashboard import csvfiles, history, imports, roles, submission
 from dashboard.forms import FormatForm, MappingForm
+from dashboard.http import HtmxHttpRequest
 from dashboard.views.access import get_import_for_user
 from dashboard.views.imports import detail_context
 
 
 @roles.requires(roles.can_manage_audiences)
 @require_POST
-def import_format(request: HttpRequest, pk: int) -> HttpResponse:
+def import_format(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
     form = FormatForm(request.POST, imp=imp)
     if not imp.can("read_again"):
@@ -32,7 +33,7 @@ def import_format(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_POST
-def import_mapping(request: HttpRequest, pk: int) -> HttpResponse:
+def import_mapping(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
     if not imp.can("map"):
         messages.error(request, f"This import is {imp.state}: its mapping can't change any more.")
@@ -51,7 +52,7 @@ def import_mapping(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_POST
-def import_mapping_count(request: HttpRequest, pk: int) -> HttpResponse:
+def import_mapping_count(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """As-you-choose count of the attributes the mapping form would send (htmx)."""
     imp = get_import_for_user(request, pk, need="change")
     form = MappingForm(request.POST, imp=imp)
@@ -62,7 +63,7 @@ def import_mapping_count(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_POST
-def import_remap(request: HttpRequest, pk: int) -> HttpResponse:
+def import_remap(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
     if imp.reopen_mapping(request=request):
         messages.success(
@@ -75,7 +76,7 @@ def import_remap(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_POST
-def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def import_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
     if imp.cancel(request=request):
         messages.success(request, "Import cancelled: nothing was sent.")
@@ -86,7 +87,7 @@ def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_POST
-def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
+def import_submit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
     try:
         submission.submit(imp, request=request)
@@ -101,7 +102,7 @@ def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_POST
-def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
+def import_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
     try:
         count = submission.retry_failed(imp, request=request)
@@ -117,7 +118,7 @@ def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_POST
-def import_check_audience(request: HttpRequest, pk: int) -> HttpResponse:
+def import_check_audience(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Ask (in the worker: the API's pace is not the page's) whether the audience exists now."""
     imp = get_import_for_user(request, pk, need="change")
     if imports.request_audience_check(imp):
@@ -129,7 +130,7 @@ def import_check_audience(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_POST
-def import_cancel_unsent(request: HttpRequest, pk: int) -> HttpResponse:
+def import_cancel_unsent(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
     count = submission.cancel_unsent(imp, request=request)
     if count:
@@ -143,7 +144,7 @@ def import_cancel_unsent(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_POST
-def import_undo(request: HttpRequest, pk: int) -> HttpResponse:
+def import_undo(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
     try:
         undo = history.prepare_undo(imp, request.user, request)

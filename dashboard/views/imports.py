@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -10,13 +11,14 @@ import orjson
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Length, Substr
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseStopPolling, push_url
 
 from dashboard import audit, charts, csvfiles, imports, roles, submission
 from dashboard.forms import FormatForm, ImportFilterForm, ImportForm, MappingForm
+from dashboard.http import HtmxHttpRequest
 from dashboard.models import Chunk, Import, ImportProblem, ImportRow
 from dashboard.validation import MAX_PROBLEM_VALUE, PROBLEM_KINDS, cut_marker
 from dashboard.views.access import get_import_for_user
@@ -25,7 +27,7 @@ from dashboard.views.responses import Echo, spreadsheet_safe
 
 @roles.requires(roles.can_read_imports)
 @require_GET
-def import_list(request: HttpRequest) -> HttpResponse:
+def import_list(request: HtmxHttpRequest) -> HttpResponse:
     """The import history: every import with who, when, what and what happened; filterable."""
     form = ImportFilterForm(request.GET or None)
     imports_qs = Import.objects.select_related("connection", "created_by")
@@ -49,7 +51,7 @@ def import_list(request: HttpRequest) -> HttpResponse:
 
 @roles.requires(roles.can_manage_audiences)
 @require_http_methods(["GET", "POST"])
-def import_new(request: HttpRequest) -> HttpResponse:
+def import_new(request: HtmxHttpRequest) -> HttpResponse:
     initial = {
         k: request.GET[k] for k in ("connection", "audience_name", "mode") if k in request.GET
     }
@@ -167,14 +169,14 @@ def _api_item(row: ImportRow, mode: str) -> dict[str, Any]:
 
 @roles.requires(roles.can_read_imports)
 @require_GET
-def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk)
     return render(request, "dashboard/import_detail.html", detail_context(imp, request.user))
 
 
 @roles.requires(roles.can_read_imports)
 @require_GET
-def import_state(request: HttpRequest, pk: int) -> HttpResponse:
+def import_state(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The polled part of the import page; polling stops (286) once validation is over."""
     imp = get_import_for_user(request, pk)
     response = render(
@@ -187,7 +189,7 @@ def import_state(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_read_imports)
 @require_GET
-def import_problems(request: HttpRequest, pk: int) -> HttpResponse:
+def import_problems(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk)
     kind = request.GET.get("kind", "")
     problems = ImportProblem.objects.filter(import_run=imp).order_by("row_number", "id")
@@ -213,7 +215,7 @@ def import_problems(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles.requires(roles.can_read_imports)
 @require_GET
-def import_original(request: HttpRequest, pk: int) -> FileResponse:
+def import_original(request: HtmxHttpRequest, pk: int) -> FileResponse:
     imp = get_import_for_user(request, pk, need="download")
     if not imp.file:
         raise Http404("This import has no file (it was a single fix or an undo).")
@@ -227,7 +229,7 @@ def import_original(request: HttpRequest, pk: int) -> FileResponse:
 
 @roles.requires(roles.can_read_imports)
 @require_GET
-def import_report(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+def import_report(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
     imp = get_import_for_user(request, pk, need="download")
     writer = csv.writer(Echo())
     # The row's ID, at most as much of it as a problem's value keeps (an ID over 512 characters
@@ -245,7 +247,7 @@ def import_report(request: HttpRequest, pk: int) -> StreamingHttpResponse:
         )
     )
 
-    def lines():  # type: ignore[no-untyped-def]
+    def lines() -> Iterator[Any]:
         yield "\ufeff"  # so that spreadsheet programs read it as UTF-8
         yield writer.writerow(["row", "id", "column", "value", "rule", "message"])
         # Batches of rows of at most a few MB, even when each value is a cut 16 MB cell.

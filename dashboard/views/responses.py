@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
+
+from dashboard.http import HtmxHttpRequest
 
 # A page that shows what the API says renders at once, from our own database, with a
 # placeholder that loads the API's part (its "panel") after it: on a paced connection that call
@@ -13,7 +15,9 @@ from django.shortcuts import render
 # Each panel has its own address, which without htmx shows the whole page, panel included.
 
 
-def panel(request: HttpRequest, template: str, context: dict[str, Any], **kw: Any) -> HttpResponse:
+def panel(
+    request: HtmxHttpRequest, template: str, context: dict[str, Any], **kw: Any
+) -> HttpResponse:
     """The panel alone for htmx's load, else the whole page with the panel in it."""
     if request.htmx and not request.htmx.history_restore_request:
         return render(request, f"{template}#panel", context)

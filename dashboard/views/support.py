@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 import orjson
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from dashboard import api_reads, history, roles
 from dashboard.client import ClientError
 from dashboard.forms import FixForm, LookupForm
+from dashboard.http import HtmxHttpRequest
 from dashboard.models import Connection
 from dashboard.views.access import get_connection_for_user
 from dashboard.views.responses import panel
@@ -39,7 +40,7 @@ def _lookup(conn: Connection, custom_id: str) -> dict[str, Any]:
     return result
 
 
-def _lookup_context(request: HttpRequest) -> dict[str, Any]:
+def _lookup_context(request: HtmxHttpRequest) -> dict[str, Any]:
     """The form, and for a valid one the ID's history from our database (the API's part, the
     audiences holding it, is a panel loaded after the page: see responses.panel)."""
     data = request.GET if "id" in request.GET else None
@@ -60,13 +61,13 @@ def _lookup_context(request: HttpRequest) -> dict[str, Any]:
 
 @roles.requires(roles.can_support)
 @require_GET
-def support_lookup(request: HttpRequest) -> HttpResponse:
+def support_lookup(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "dashboard/support_lookup.html", _lookup_context(request))
 
 
 @roles.requires(roles.can_support)
 @require_GET
-def support_lookup_panel(request: HttpRequest) -> HttpResponse:
+def support_lookup_panel(request: HtmxHttpRequest) -> HttpResponse:
     context = _lookup_context(request)
     if "custom_id" not in context:
         return redirect("dashboard:support-lookup")
@@ -76,7 +77,7 @@ def support_lookup_panel(request: HttpRequest) -> HttpResponse:
 
 @roles.requires(roles.can_support)
 @require_http_methods(["GET", "POST"])
-def support_fix(request: HttpRequest) -> HttpResponse:
+def support_fix(request: HtmxHttpRequest) -> HttpResponse:
     conn = get_connection_for_user(request, request.GET.get("connection"), need="support")
     custom_id = request.GET.get("id", "")
     lookup = LookupForm({"id": custom_id, "connection": conn.pk})
