@@ -1,5 +1,5 @@
-"""Starting the worker's child processes (the applies' process, the validation pool), and what
-every long-running process of ours does once it has started."""
+"""Starting the worker's child processes (the validation pool), and what every long-running
+process of ours does once it has started."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-# Set once this process (manage.py worker) is stopping: its signal, or its exit.
+# Set once this process (manage.py worker) is stopping: a stop signal reached its lanes.
 STOPPING = threading.Event()
 
 

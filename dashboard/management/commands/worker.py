@@ -187,16 +187,17 @@ class Command(BaseCommand):
 
     def _sweep_forever(self) -> None:
         while True:
-            wait: float | None = POLL_EVERY
+            wait = POLL_EVERY
             if time.monotonic() >= self.next_sweep:
                 self.next_sweep = time.monotonic() + self.sweep_every
                 self.sweep_once()
             else:
                 # Between sweeps, tokens whose poll is due are asked at once: a chunk is seen
                 # applied within its poll's delay, not the sweep's.
-                wait = self.poll_due_once()
-                if wait is None:
+                due = self.poll_due_once()
+                if due is None:
                     continue
+                wait = due
             time.sleep(max(0.0, min(wait, self.next_sweep - time.monotonic())))
 
 
