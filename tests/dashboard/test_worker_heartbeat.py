@@ -105,7 +105,7 @@ def test_the_worker_command_beats_while_its_backend_runs_and_removes_its_row_aft
     default = connections.settings["default"]
     monkeypatch.setitem(default, "CONN_MAX_AGE", default["CONN_MAX_AGE"])
     monkeypatch.setattr(Worker, "BEAT_EVERY", 0.05)
-    monkeypatch.setattr(worker.Command, "_sweep_forever", lambda self, every: None)
+    monkeypatch.setattr(worker.Command, "_sweep_forever", lambda self: None)
     monkeypatch.setattr(worker, "_warm_validation_pool", lambda: None)
     monkeypatch.setattr(worker, "_checkpoint_forever", lambda every: None)
     seen: list[Worker] = []
