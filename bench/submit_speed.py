@@ -55,7 +55,7 @@ def main() -> None:
     from import_speed import FileUpload, write_csv
 
     from audiences.models import Operation
-    from dashboard import submission
+    from dashboard import tasks
     from dashboard.imports import create_import, run_validation, start_validation
     from dashboard.models import Chunk, Connection, Import
 
@@ -105,7 +105,7 @@ def main() -> None:
         conn.client().create("bench")
         time.sleep(1)
         started = time.perf_counter()
-        submission.submit(imp)
+        tasks.submit(imp)
         while True:
             imp.refresh_from_db()
             if imp.state in ("applied", "failed"):

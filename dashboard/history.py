@@ -199,7 +199,8 @@ def create_fix(
     user: Any,
     request: Any = None,
 ) -> Import:
-    """A one-item update sent on the same chunk path as any import, and audited with its reason."""
+    """A one-item update sent on the same chunk path as any import, and audited with its reason;
+    the caller queues its cut (dashboard.tasks.create_fix)."""
     payload = orjson.dumps(attributes or {}).decode() if action == "add" else "{}"
     imp = _new_import(
         connection=connection,

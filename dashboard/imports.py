@@ -218,22 +218,11 @@ def _remove_quietly(storage: Any, name: str) -> None:
 
 def start_validation(imp: Import) -> bool:
     """Hand the file to a worker's validation run; False when the import can't be validated
-    from its state (Import.TRANSITIONS)."""
-    from dashboard.tasks import validate_import
-
+    from its state (Import.TRANSITIONS). The caller queues the run once this commits."""
     with transaction.atomic():
         started = imp.start_validation(timezone.now() + lease())
-        if started:
-            transaction.on_commit(lambda: _enqueue(validate_import, imp.pk))
     imp.refresh_from_db()
     return started
-
-
-def _enqueue(task: Any, *args: Any) -> None:
-    try:
-        task.enqueue(*args)
-    except Exception:
-        logger.exception("could not enqueue %s%s; the sweep will run it", task, args)
 
 
 class _Tally:
@@ -434,8 +423,9 @@ def _processes(imp: Import) -> int:
     return settings.IMPORT_VALIDATION_PROCESSES
 
 
-def run_validation(import_id: int) -> None:
-    """Validate every row of the import (the worker's task); safe to run again."""
+def run_validation(import_id: int) -> bool:
+    """Validate every row of the import (the worker's task); safe to run again. True when its
+    audience is to be checked next."""
     try:
         _run_validation(import_id, last_try=False)
     except BrokenProcessPool:
@@ -445,10 +435,7 @@ def run_validation(import_id: int) -> None:
         _run_validation(import_id, last_try=True)
     # The audience check is a task of its own: the preview is ready without waiting for the
     # API (on a paced connection, for a slot of its pace).
-    if Import.objects.filter(pk=import_id, audience_check=Import.CHECK_PENDING).exists():
-        from dashboard.tasks import check_audience as check_task
-
-        _enqueue(check_task, import_id)
+    return Import.objects.filter(pk=import_id, audience_check=Import.CHECK_PENDING).exists()
 
 
 def _left_for_the_sweep(import_id: int) -> None:
@@ -670,23 +657,21 @@ def _fail(imp: Import, message: str) -> None:
     imp.fail_validation(message)
 
 
-def sweep() -> int:
-    """Restart validations whose worker stopped renewing its lease (it was killed)."""
-    from dashboard.tasks import validate_import
-
+def stale_validations() -> list[int]:
+    """Validations whose worker stopped renewing its lease (it was killed), claimed again: the
+    caller queues them (dashboard.tasks.sweep_validation)."""
     now = timezone.now()
     # A lease that ran out, or a worker whose heartbeat stopped (taken over sooner).
     left = Q(lease_until__lt=now) | Q(claimed_by__in=Worker.objects.silent())
     stale = list(Import.objects.filter(left, state=Import.VALIDATING).values_list("pk", flat=True))
-    restarted = 0
+    restarted = []
     for pk in stale:
         # Claimed by one sweep only: with many workers, the others see the new lease and pass.
         if Import.objects.filter(left, pk=pk, state=Import.VALIDATING).update(
             lease_until=timezone.now() + lease(), validation_started_at=None, claimed_by=None
         ):
-            _enqueue(validate_import, pk)
-            restarted += 1
-    return restarted + check_stale()
+            restarted.append(pk)
+    return restarted
 
 
 # --- Does the audience exist? -------------------------------------------------------------------
@@ -714,17 +699,14 @@ def audience_answer(imp: Import) -> tuple[str, str, str]:
 
 def request_audience_check(imp: Import) -> bool:
     """From "Check again": the worker asks the API (a page never waits on the API's pace).
-    Only for an import that can still be submitted; False otherwise."""
-    from dashboard.tasks import check_audience as check_task
-
+    Only for an import that can still be submitted; False otherwise. The caller queues the
+    check once this commits."""
     with transaction.atomic():
         asked = (
             _checkable()
             .filter(pk=imp.pk)
             .update(audience_check=Import.CHECK_PENDING, audience_checked_at=timezone.now())
         )
-        if asked:
-            transaction.on_commit(lambda: _enqueue(check_task, imp.pk))
     imp.refresh_from_db()
     return bool(asked)
 
@@ -767,20 +749,18 @@ def check_audience(import_id: int) -> None:
             imp.unblock()
 
 
-def check_stale() -> int:
-    """Checks asked for whose worker stopped: asked again (one sweep claims each)."""
-    from dashboard.tasks import check_audience as check_task
-
+def check_stale() -> list[int]:
+    """Checks asked for whose worker stopped, claimed again (one sweep claims each): the caller
+    queues them."""
     late = timezone.now() - CHECK_LEASE
-    asked = 0
+    asked = []
     for pk in Import.objects.filter(
         audience_check=Import.CHECK_PENDING, audience_checked_at__lt=late
     ).values_list("pk", flat=True):
         if Import.objects.filter(
             pk=pk, audience_check=Import.CHECK_PENDING, audience_checked_at__lt=late
         ).update(audience_checked_at=timezone.now()):
-            _enqueue(check_task, pk)
-            asked += 1
+            asked.append(pk)
     return asked
 
 

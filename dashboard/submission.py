@@ -84,9 +84,8 @@ class NotRetryable(Exception):
 
 def submit(imp: Import, *, request: Any = None, user: Any = None, audited: bool = True) -> None:
     """From the web request: mark the import submitting and hand the cutting to the worker.
-    Audited as import.submitted (by `request`'s user, or `user`) unless `audited` is False."""
-    from dashboard.tasks import prepare_chunks
-
+    Audited as import.submitted (by `request`'s user, or `user`) unless `audited` is False.
+    The caller queues the cut once this commits (dashboard.tasks.submit)."""
     if not imp.can("submit"):
         raise NotSubmittable(
             f"This import is {imp.state}; only a validated import can be submitted."
@@ -101,41 +100,38 @@ def submit(imp: Import, *, request: Any = None, user: Any = None, audited: bool 
         )
         if not updated:
             raise NotSubmittable("This import was submitted or changed meanwhile.")
-        transaction.on_commit(lambda: _enqueue(prepare_chunks, imp.pk))
     imp.refresh_from_db()
 
 
-def _enqueue(task: Any, *args: Any) -> None:
-    try:
-        task.enqueue(*args)
-    except Exception:
-        logger.exception("could not enqueue %s%s; the sweep will pick it up", task, args)
-
-
-def prepare(import_id: int) -> None:
+def prepare(import_id: int) -> Import | None:
     """Cut the valid rows into chunks (at most chunk_size IDs, under max_items_bytes each).
 
     Rows were de-duplicated at validation (last row of an ID wins), so chunks touch disjoint IDs
     and may be applied in any order; in replace mode chunk 1 is the `replace` and goes first.
+    Returns the import when its chunks are to be sent (other_senders, then send_first).
     """
     imp = Import.objects.select_related("connection").filter(pk=import_id).first()
     if imp is None or imp.state != Import.SUBMITTING:
-        return
+        return None
     if not Chunk.objects.filter(import_run=imp).exists() and not _audience_still_there(imp):
-        return
+        return None
     with transaction.atomic():
         if Chunk.objects.filter(import_run=imp).exists():
             pass  # already cut (a second run of this task)
         else:
             _cut(imp)
         Import.objects.filter(pk=imp.pk).update(lease_until=None)
-    # Other workers may send this import's chunks beside this one (each claims its own chunk,
-    # skipping those another holds); with fewer workers the extra tasks find nothing left.
-    from dashboard.tasks import send_chunks
+    return imp
 
-    others = min(senders(imp.connection), Chunk.objects.filter(import_run=imp).count()) - 1
-    for _ in range(others):
-        _enqueue(send_chunks, imp.pk)
+
+def other_senders(imp: Import) -> int:
+    """Other workers may send this import's chunks beside this one (each claims its own chunk,
+    skipping those another holds); with fewer workers the extra tasks find nothing left."""
+    return min(senders(imp.connection), Chunk.objects.filter(import_run=imp).count()) - 1
+
+
+def send_first(imp: Import) -> None:
+    """The cutting worker sends too, starting at once."""
     # This worker's first call goes out while the IDs' history notes the rows beside it: the
     # server reads and checks the call meanwhile, which needs no write lock.
     first = _claim(imp)
@@ -929,9 +925,8 @@ def _stop(imp: Import, chunk: Chunk, error: ClientError) -> None:
 
 
 def retry_failed(imp: Import, *, request: Any = None) -> int:
-    """Queue the failed chunks again; NotRetryable when what failed them was permanent."""
-    from dashboard.tasks import send_chunks
-
+    """Queue the failed chunks again (the caller queues their sending once this commits);
+    NotRetryable when what failed them was permanent."""
     with transaction.atomic():
         stopped = Import.objects.select_for_update().filter(pk=imp.pk).exclude(stop_code="")
         if stopped.exists():
@@ -940,10 +935,7 @@ def retry_failed(imp: Import, *, request: Any = None) -> int:
                 f"{stop_reason(imp)} Sending again would get the same answer: "
                 f"{_HELP[remedy(imp.stop_code)]}"
             )
-        count = imp.retry_failed(request=request)
-        if count:
-            transaction.on_commit(lambda: _enqueue(send_chunks, imp.pk))
-    return count
+        return imp.retry_failed(request=request)
 
 
 def cancel_unsent(imp: Import, *, request: Any = None) -> int:
@@ -955,11 +947,12 @@ def cancel_unsent(imp: Import, *, request: Any = None) -> int:
 # --- The sweep (every worker runs it) ----------------------------------------------------------------
 
 
-def sweep() -> int:
-    """Reclaim what stopped workers left, and poll the tokens that are due; returns the items
-    taken over from a worker that stopped (its lease ran out), not the ordinary work done."""
-    from dashboard.tasks import prepare_chunks, send_chunks
-
+def reclaim() -> tuple[int, list[int], list[int]]:
+    """Reclaim what stopped workers left: (the items taken over from a worker that stopped (its
+    lease ran out), not the ordinary work done; the imports to cut; the imports to send), the
+    last two for the caller to queue (dashboard.tasks.sweep_sending)."""
+    to_cut: list[int] = []
+    to_send: list[int] = []
     now = timezone.now()
     taken_over = 0
     requeued: set[int] = set()  # imports whose chunks were just counted
@@ -985,9 +978,9 @@ def sweep() -> int:
         # A lease that ran out was a stopped worker's; none is work no worker took yet.
         stopped = lease_until is not None and pk not in requeued
         if not Chunk.objects.filter(import_run_id=pk).exists():
-            _enqueue(prepare_chunks, pk)
+            to_cut.append(pk)
         elif Chunk.objects.filter(import_run_id=pk, state=Chunk.QUEUED).exists():
-            _enqueue(send_chunks, pk)
+            to_send.append(pk)
         else:
             _settle(pk)
             continue
@@ -995,10 +988,14 @@ def sweep() -> int:
             taken_over += 1
         elif pk not in requeued:
             logger.info("import %s had chunks to send and no worker on them: queued", pk)
+    return taken_over, to_cut, to_send
+
+
+def tidy() -> None:
+    """The sweep's end: note what a killed worker left unnoted, and poll the tokens due."""
     for pk in Import.objects.filter(rows_to_note=True).values_list("pk", flat=True):
         note_sent(pk)  # its worker was killed between the cut and the note
     poll_due()
-    return taken_over
 
 
 def counts_by_state(imp: Import) -> dict[str, int]:

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
 from audiences import rules
-from dashboard import api_reads, audit, calls, charts, csvfiles, imports, roles, submission
+from dashboard import api_reads, audit, calls, charts, csvfiles, imports, roles, submission, tasks
 from dashboard.client import ClientError
 from dashboard.forms import (
     AudienceForm,
@@ -616,7 +616,7 @@ def import_mapping(request: HttpRequest, pk: int) -> HttpResponse:
         context["mapping_form"] = form
         return render(request, "dashboard/import_detail.html", context, status=400)
     if imp.map(form.cleaned_data["mapping"]):
-        imports.start_validation(imp)
+        tasks.start_validation(imp)
     else:
         messages.error(request, "This import changed meanwhile: its mapping can't change any more.")
     return redirect(imp)
@@ -662,7 +662,7 @@ def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
     try:
-        submission.submit(imp, request=request)
+        tasks.submit(imp, request=request)
     except submission.NotSubmittable as refused:
         messages.error(request, str(refused))
     else:
@@ -677,7 +677,7 @@ def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
 def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
     try:
-        count = submission.retry_failed(imp, request=request)
+        count = tasks.retry_failed(imp, request=request)
     except submission.NotRetryable as refused:
         messages.error(request, str(refused))
         return redirect(imp)
@@ -693,7 +693,7 @@ def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
 def import_check_audience(request: HttpRequest, pk: int) -> HttpResponse:
     """Ask (in the worker: the API's pace is not the page's) whether the audience exists now."""
     imp = _get_import_for_user(request, pk, write=True)
-    if imports.request_audience_check(imp):
+    if tasks.request_audience_check(imp):
         messages.info(request, f"Checking that {imp.audience_name} exists…")
     else:
         messages.error(request, "This import can't be submitted any more: nothing to check.")

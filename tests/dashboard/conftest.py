@@ -16,7 +16,7 @@ from requests.structures import CaseInsensitiveDict
 
 import dashboard.client
 from audiences.operations import apply_all_pending
-from dashboard import imports, submission
+from dashboard import imports, submission, tasks
 from dashboard.models import Chunk, Connection, Import
 
 EMBEDDED = "http://embedded.test"
@@ -166,7 +166,7 @@ def work(db: None) -> Callable[[], None]:
                         submission.send(pk)
                         progressed += 1
                 else:
-                    submission.prepare(pk)
+                    tasks.prepare_chunks.call(pk)
                     progressed += 1
             progressed += apply_all_pending()
             # Polls are due at once here: the worker would wait for them.

@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import app_urls, audit, submission, views_audit
+from dashboard import app_urls, audit, submission, tasks, views_audit
 from dashboard.models import AuditEvent, Chunk, Connection, Import
 from tests.dashboard.helpers import proposed_mapping_data, text_of, upload
 
@@ -247,7 +247,7 @@ def test_a_rejected_chunk_is_one_chunk_event_and_one_import_event(
 def test_a_chunk_failing_after_it_was_accepted_is_one_chunk_event(marketer, connection, vip, work):
     imp = validated(marketer, connection, work)
     submission.submit(imp)
-    submission.prepare(imp.pk)
+    tasks.prepare_chunks.call(imp.pk)
     submission.send(imp.pk)
     assert Chunk.objects.get().state == Chunk.ACCEPTED
     connection.client().remove("vip")  # gone before the chunk's token is asked about

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from dashboard import imports, submission
+from dashboard import imports, submission, tasks
 from dashboard.models import Chunk, Import, Worker
 from tests.dashboard.helpers import import_file, text_of
 
@@ -167,7 +167,7 @@ def test_a_submitted_import_not_cut_yet_says_when_no_worker_is_running(
 def test_the_ledger_says_when_no_worker_polls_the_accepted_calls(marketer, connection, vip, work):
     imp = _validated(marketer, connection, work)
     submission.submit(imp)
-    submission.prepare(imp.pk)  # cut and sent: accepted, waiting to be asked about
+    tasks.prepare_chunks.call(imp.pk)  # cut and sent: accepted, waiting to be asked about
     imp.refresh_from_db()
     assert imp.state == Import.SUBMITTED
     assert NO_WORKER in _state(marketer, imp)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audiences import limits
 from audiences.models import Member
-from dashboard import history, submission
+from dashboard import history, submission, tasks
 from dashboard.models import Connection, Import, SentRow
 
 
@@ -164,7 +164,7 @@ def test_rows_left_unnoted_by_a_killed_worker_are_noted_by_the_sweep(
     submission.submit(imp)
     with transaction.atomic():  # prepare's transaction; the worker dies right after it
         submission._cut(imp)
-    submission.sweep()
+    tasks.sweep_sending()
     noted = sorted(SentRow.objects.filter(import_run=imp).values_list("custom_id", flat=True))
     assert noted == ["a", "b"] and not Import.objects.get(pk=imp.pk).rows_to_note
     work()
@@ -187,7 +187,7 @@ def test_the_worker_notes_the_rows_beside_its_first_call(marketer, connection, v
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(submission.threading.Thread, "start", started)
-        submission.prepare(imp.pk)
+        tasks.prepare_chunks.call(imp.pk)
     assert len(threads) == 1 and not threads[0].is_alive()  # prepare waited for it
     assert SentRow.objects.filter(import_run=imp).count() == 3
     assert not Import.objects.get(pk=imp.pk).rows_to_note
@@ -197,7 +197,7 @@ def test_the_worker_notes_the_rows_beside_its_first_call(marketer, connection, v
 def test_the_worker_notes_the_rows_of_the_import_it_cut(marketer, connection, vip, work):
     imp = _validated(marketer, connection, work, ["a,1", "b,2"])
     submission.submit(imp)
-    submission.prepare(imp.pk)
+    tasks.prepare_chunks.call(imp.pk)
     assert SentRow.objects.filter(import_run=imp).count() == 2
     assert not Import.objects.get(pk=imp.pk).rows_to_note
 
@@ -362,7 +362,7 @@ def test_the_next_poll_is_due_when_the_earliest_accepted_chunk_asks_for_it(
     connection.chunk_size = 1
     connection.save()
     submission.submit(imp)
-    submission.prepare(imp.pk)  # three chunks, sent and accepted
+    tasks.prepare_chunks.call(imp.pk)  # three chunks, sent and accepted
     chunks = list(imp.chunks.order_by("number"))
     assert [c.state for c in chunks] == ["accepted"] * 3
     now = timezone.now()
@@ -382,7 +382,7 @@ def test_the_imports_last_call_is_also_asked_about_early_without_counting(
     connection.chunk_size = 2
     connection.save()
     submission.submit(imp)
-    submission.prepare(imp.pk)  # two calls, sent one after the other, both accepted
+    tasks.prepare_chunks.call(imp.pk)  # two calls, sent one after the other, both accepted
     first, last = imp.chunks.order_by("number")
     delay = {c.number: (c.next_poll_at - c.accepted_at).total_seconds() for c in (first, last)}
     # Something of the import was still to send when the first was accepted: the usual poll.
@@ -420,7 +420,7 @@ def test_an_accepted_chunk_is_asked_about_soon_then_ever_less_often(
 ):
     imp = _validated(marketer, connection, work, ["a,1", "b,2"])
     submission.submit(imp)
-    submission.prepare(imp.pk)  # sent and accepted; the server has not applied it yet
+    tasks.prepare_chunks.call(imp.pk)  # sent and accepted; the server has not applied it yet
     chunk = imp.chunks.get()
     assert chunk.state == "accepted"
     # The import's only call is its last: asked about early too (see the test below).

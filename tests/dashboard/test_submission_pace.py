@@ -11,7 +11,7 @@ from django.utils import timezone
 
 import dashboard.models
 from audiences.operations import apply_all_pending
-from dashboard import submission
+from dashboard import submission, tasks
 from dashboard.models import CallCount, Chunk, Import
 from tests.dashboard.test_client import FakeClock
 from tests.dashboard.test_submission import _validated
@@ -127,7 +127,7 @@ def test_the_sweep_reports_no_work_left_behind_for_ordinary_polls(marketer, pace
     submission.send(imp.pk)
     apply_all_pending()
     _all_due(imp)
-    assert submission.sweep() == 0  # it polled: ordinary work, not a stopped worker's
+    assert tasks.sweep_sending() == 0  # it polled: ordinary work, not a stopped worker's
     assert imp.chunks.get().state == Chunk.APPLIED
 
 
@@ -137,7 +137,7 @@ def test_the_sweep_counts_a_chunk_taken_over_from_a_worker_that_stopped(marketer
     submission._cut(imp)
     chunk = submission._claim(imp)  # then its worker stopped: the lease runs out
     Chunk.objects.filter(pk=chunk.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
-    assert submission.sweep() == 1  # worth the worker's warning
+    assert tasks.sweep_sending() == 1  # worth the worker's warning
     assert imp.chunks.get().state == Chunk.QUEUED
 
 

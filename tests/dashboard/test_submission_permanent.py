@@ -17,7 +17,7 @@ from django.utils import timezone
 
 import dashboard.client
 from audiences.models import Operation
-from dashboard import imports, submission
+from dashboard import imports, submission, tasks
 from dashboard.client import ClientError, is_permanent
 from dashboard.models import AuditEvent, Chunk, Connection, Import
 from tests.dashboard.conftest import EMBEDDED, InProcessTransport
@@ -257,7 +257,7 @@ def test_on_a_paced_connection_a_recent_check_stands_for_the_one_before_the_cut(
     before = network.calls["audiences/view"]
     marketer.post(f"/imports/{imp.pk}/submit")
     imp.refresh_from_db()
-    submission.prepare(imp.pk)
+    tasks.prepare_chunks.call(imp.pk)
     assert network.calls["audiences/view"] - before == checks
     assert imp.chunks.count() == 1 and network.calls["audiences/update"] == 1
 
@@ -351,8 +351,8 @@ def test_a_check_whose_worker_stopped_is_asked_again_and_one_no_longer_needed_is
     assert marketer.post(f"/imports/{imp.pk}/check-audience").status_code == 302
     long_ago = timezone.now() - imports.CHECK_LEASE - timedelta(seconds=1)
     Import.objects.filter(pk=imp.pk).update(audience_checked_at=long_ago)
-    assert imports.check_stale() == 1  # its task is enqueued again, by one sweep
-    assert imports.check_stale() == 0
+    assert len(imports.check_stale()) == 1  # its task is enqueued again, by one sweep
+    assert imports.check_stale() == []
     # Cancelled meanwhile: the check has nothing to ask, and the page stops following it.
     assert marketer.post(f"/imports/{imp.pk}/cancel").status_code == 302
     views = network.calls["audiences/view"]

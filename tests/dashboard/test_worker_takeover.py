@@ -10,6 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
+from dashboard import tasks
 from dashboard.models import Chunk, Import, Worker
 from tests.dashboard.test_submission_live import _check_audience, _file, big  # noqa: F401
 from tests.workers import running_workers, stuck_report, wait_for
@@ -116,8 +117,6 @@ def test_the_sweep_takes_over_a_chunk_whose_sender_fell_silent(
 
     from django.utils import timezone
 
-    from dashboard import submission
-
     sender = Worker.register(["default"])
     chunk = _sending_chunk(marketer, connection, work, sender)
     assert chunk.claimed_by_id == sender.pk
@@ -125,7 +124,7 @@ def test_the_sweep_takes_over_a_chunk_whose_sender_fell_silent(
     Worker.objects.filter(pk=sender.pk).update(
         last_seen=timezone.now() - timedelta(seconds=silent_for)
     )
-    submission.sweep()
+    tasks.sweep_sending()
     chunk.refresh_from_db()
     if silent_for:
         # Queued again (its lease runs for minutes yet): the next send uses the same key.
@@ -144,7 +143,6 @@ def test_the_sweep_restarts_a_validation_whose_worker_fell_silent(
 
     from django.utils import timezone
 
-    from dashboard import imports
     from tests.dashboard.helpers import import_file
 
     validating = Worker.register(["default"])
@@ -159,8 +157,8 @@ def test_the_sweep_restarts_a_validation_whose_worker_fell_silent(
         last_seen=timezone.now() - timedelta(seconds=silent_for)
     )
     queued: list[int] = []
-    monkeypatch.setattr(imports, "_enqueue", lambda task, pk: queued.append(pk))
-    imports.sweep()
+    monkeypatch.setattr(tasks, "enqueue", lambda task, pk: queued.append(pk))
+    tasks.sweep_validation()
     imp.refresh_from_db()
     if silent_for:
         assert queued == [imp.pk] and imp.claimed_by_id is None
