@@ -152,8 +152,9 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
 
     from dashboard import tasks
     from dashboard.client import AudienceClient, ClientError
-    from dashboard.imports import create_import, run_validation
     from dashboard.models import CallCount, Connection, Import
+    from dashboard.uploads import create_import
+    from dashboard.validation_run import run_validation
 
     call_command("migrate", verbosity=0)
     call_command("bootstrap", stdout=open(os.devnull, "w"))  # noqa: SIM115

@@ -85,8 +85,8 @@ def child(csv_path: str, workers: int, rows: int, audiences: int) -> None:
 
     from audiences.models import Operation
     from dashboard import tasks
-    from dashboard.imports import create_import, start_validation
     from dashboard.models import Chunk, Connection, Import
+    from dashboard.uploads import create_import
 
     env = os.environ.copy()
     procs = [
@@ -131,7 +131,7 @@ def child(csv_path: str, workers: int, rows: int, audiences: int) -> None:
 
         started = time.perf_counter()
         for imp in imports:
-            start_validation(imp)
+            tasks.start_validation(imp)
         validated_at: dict[int, float] = {}
 
         def all_applied() -> bool:

@@ -56,8 +56,9 @@ def main() -> None:
 
     from audiences.models import Operation
     from dashboard import tasks
-    from dashboard.imports import create_import, run_validation, start_validation
     from dashboard.models import Chunk, Connection, Import
+    from dashboard.uploads import create_import
+    from dashboard.validation_run import run_validation, start_validation
 
     call_command("migrate", verbosity=0)
     call_command("bootstrap", stdout=open(os.devnull, "w"))  # noqa: SIM115

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_tasks import task
 
-from dashboard import history, imports, submission
+from dashboard import audience_check, chunking, history, polling, sending, validation_run
 from dashboard.models import Import
 
 logger = logging.getLogger(__name__)
@@ -47,54 +47,54 @@ def enqueue_on_commit(task: Any, *args: Any) -> None:
 def validate_import(import_id: int) -> None:
     # The audience check is a task of its own: the preview is ready without waiting for the
     # API (on a paced connection, for a slot of its pace).
-    if imports.run_validation(import_id):
+    if validation_run.run_validation(import_id):
         enqueue(check_audience, import_id)
 
 
 @task()
 def check_audience(import_id: int) -> None:
-    imports.check_audience(import_id)
+    audience_check.check_audience(import_id)
 
 
 @task()
 def prepare_chunks(import_id: int) -> None:
-    imp = submission.prepare(import_id)
+    imp = chunking.prepare(import_id)
     if imp is None:
         return
-    for _ in range(submission.other_senders(imp)):
+    for _ in range(sending.other_senders(imp)):
         enqueue(send_chunks, imp.pk)
-    submission.send_first(imp)
+    sending.send_first(imp)
 
 
 @task()
 def send_chunks(import_id: int) -> None:
-    submission.send(import_id)
+    sending.send(import_id)
 
 
 # --- What people start (views call these) -------------------------------------------------------
 
 
 def start_validation(imp: Import) -> bool:
-    started = imports.start_validation(imp)
+    started = validation_run.start_validation(imp)
     if started:
         enqueue_on_commit(validate_import, imp.pk)
     return started
 
 
 def request_audience_check(imp: Import) -> bool:
-    asked = imports.request_audience_check(imp)
+    asked = audience_check.request_audience_check(imp)
     if asked:
         enqueue_on_commit(check_audience, imp.pk)
     return asked
 
 
 def submit(imp: Import, *, request: Any = None, user: Any = None, audited: bool = True) -> None:
-    submission.submit(imp, request=request, user=user, audited=audited)
+    sending.submit(imp, request=request, user=user, audited=audited)
     enqueue_on_commit(prepare_chunks, imp.pk)
 
 
 def retry_failed(imp: Import, *, request: Any = None) -> int:
-    count = submission.retry_failed(imp, request=request)
+    count = sending.retry_failed(imp, request=request)
     if count:
         enqueue_on_commit(send_chunks, imp.pk)
     return count
@@ -111,10 +111,10 @@ def create_fix(**fix: Any) -> Import:
 
 def sweep_validation() -> int:
     """Validations and audience checks whose worker stopped, queued again."""
-    restarted = imports.stale_validations()
+    restarted = validation_run.stale_validations()
     for pk in restarted:
         enqueue(validate_import, pk)
-    asked = imports.check_stale()
+    asked = audience_check.check_stale()
     for pk in asked:
         enqueue(check_audience, pk)
     return len(restarted) + len(asked)
@@ -123,12 +123,12 @@ def sweep_validation() -> int:
 def sweep_sending() -> int:
     """Chunks and imports whose worker stopped, queued again; then the tokens due are polled.
     Returns the items taken over from a worker that stopped, not the ordinary work done."""
-    taken_over, to_cut, to_send = submission.reclaim()
+    taken_over, to_cut, to_send = sending.reclaim()
     for pk in to_cut:
         enqueue(prepare_chunks, pk)
     for pk in to_send:
         enqueue(send_chunks, pk)
-    submission.tidy()
+    polling.tidy()
     return taken_over
 
 

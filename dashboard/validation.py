@@ -302,7 +302,7 @@ def _by_columns(
     return rows, problems
 
 
-# --- In a validation pool's process (imports.validation_pool) -----------------------------------
+# --- In a validation pool's process (validation_pool.validation_pool) -----------------------
 
 # The validators of the imports this process was handed rows of, by (import, validation run).
 _validators: dict[tuple[int, str], RowValidator] = {}

@@ -28,7 +28,20 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
 from audiences import rules
-from dashboard import api_reads, audit, calls, charts, csvfiles, imports, roles, submission, tasks
+from dashboard import (
+    api_reads,
+    audit,
+    calls,
+    charts,
+    chunking,
+    csvfiles,
+    progress,
+    roles,
+    sending,
+    stops,
+    tasks,
+    uploads,
+)
 from dashboard.client import ClientError
 from dashboard.forms import (
     AudienceForm,
@@ -458,7 +471,7 @@ def import_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            imp = imports.create_import(
+            imp = uploads.create_import(
                 connection_obj=data["connection"],
                 audience_name=data["audience_name"],
                 mode=data["mode"],
@@ -466,7 +479,7 @@ def import_new(request: HttpRequest) -> HttpResponse:
                 upload=data.get("file"),
                 paste=None if data.get("file") else data.get("paste"),
             )
-        except imports.UploadRefused as refused:
+        except uploads.UploadRefused as refused:
             form.add_error("file" if data.get("file") else "paste", str(refused))
         else:
             audit.record(
@@ -497,8 +510,8 @@ def _detail_context(imp: Import, user: Any) -> dict[str, Any]:
     }
     if imp.audience_missing or imp.stop_code:
         context["stop"] = {
-            "reason": submission.stop_reason(imp),
-            "remedy": submission.remedy(imp.stop_code or imp.audience_code),
+            "reason": stops.stop_reason(imp),
+            "remedy": stops.remedy(imp.stop_code or imp.audience_code),
             # Nothing sent yet: once the audience is there, the same import can be submitted.
             "can_check": imp.state == Import.VALIDATED
             or (imp.state == Import.FAILED and not imp.chunks.exists()),
@@ -520,13 +533,13 @@ def _detail_context(imp: Import, user: Any) -> dict[str, Any]:
             },
         )
     if imp.state == Import.VALIDATING:
-        context["validation"] = imports.validation_progress(imp)
+        context["validation"] = progress.validation_progress(imp)
     if imp.state not in (Import.UPLOADED, Import.MAPPED, Import.VALIDATING):
         context.update(_preview_context(imp))
         chunks = list(imp.chunks.all())
         if chunks or imp.state == Import.SUBMITTING:  # not cut yet: the ledger says why
             context["chunks"] = chunks
-            context["submission"] = submission.progress(imp)
+            context["submission"] = progress.progress(imp)
             context["applied_chart"] = _applied_chart(imp, chunks)
     return context
 
@@ -563,7 +576,7 @@ def _preview_context(imp: Import) -> dict[str, Any]:
 
 
 def _api_item(row: ImportRow, mode: str) -> dict[str, Any]:
-    return submission.api_item(row.custom_id, row.action, row.attributes, replace=mode == "replace")
+    return chunking.api_item(row.custom_id, row.action, row.attributes, replace=mode == "replace")
 
 
 @roles.requires(roles.can_read_imports)
@@ -597,7 +610,7 @@ def import_format(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Choose an encoding and a delimiter from the lists.")
     else:
         try:
-            imports.read_again(imp, **form.cleaned_data)
+            uploads.read_again(imp, **form.cleaned_data)
         except csvfiles.FileProblem as problem:
             messages.error(request, str(problem))
     return redirect(imp)
@@ -663,7 +676,7 @@ def import_submit(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
     try:
         tasks.submit(imp, request=request)
-    except submission.NotSubmittable as refused:
+    except sending.NotSubmittable as refused:
         messages.error(request, str(refused))
     else:
         messages.success(
@@ -678,7 +691,7 @@ def import_retry(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
     try:
         count = tasks.retry_failed(imp, request=request)
-    except submission.NotRetryable as refused:
+    except sending.NotRetryable as refused:
         messages.error(request, str(refused))
         return redirect(imp)
     if count:
@@ -704,7 +717,7 @@ def import_check_audience(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def import_cancel_unsent(request: HttpRequest, pk: int) -> HttpResponse:
     imp = _get_import_for_user(request, pk, write=True)
-    count = submission.cancel_unsent(imp, request=request)
+    count = sending.cancel_unsent(imp, request=request)
     if count:
         messages.success(
             request, f"Cancelled {count} chunk{'s' if count != 1 else ''} not sent yet."

@@ -78,8 +78,10 @@ def validate(args: argparse.Namespace) -> None:
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
-    from dashboard.imports import create_import, lease, run_validation, warm_validation_pool
     from dashboard.models import Connection, Import
+    from dashboard.uploads import create_import
+    from dashboard.validation_pool import warm_validation_pool
+    from dashboard.validation_run import lease, run_validation
 
     conn = Connection.objects.get(is_embedded=True)
     user = get_user_model().objects.get(is_superuser=True)

@@ -91,17 +91,17 @@ def test_a_worker_killed_mid_send_is_taken_over_within_a_minute(
 
 
 def _sending_chunk(marketer, connection, work, worker: Worker | None) -> Chunk:  # type: ignore[no-untyped-def]
-    from dashboard import submission
+    from dashboard import chunking, sending
     from tests.dashboard.test_submission import _validated
 
     connection.client().create("vip")
     imp = _validated(marketer, connection, work, ["a,1", "b,2"])
-    submission.submit(imp)
+    sending.submit(imp)
     with transaction.atomic():
-        submission._cut(imp)
+        chunking._cut(imp)
     Worker.current_id = worker.pk if worker else None
     try:
-        chunk = submission._claim(imp)
+        chunk = sending._claim(imp)
     finally:
         Worker.current_id = None
     assert chunk is not None and chunk.state == Chunk.SENDING
@@ -176,19 +176,19 @@ def test_the_page_says_a_silent_senders_chunk_is_taken_over_before_its_lease_end
 
     from django.utils import timezone
 
-    from dashboard import submission
+    from dashboard import chunking, sending
     from tests.dashboard.test_import_progress import _live_worker, _state, _validated
 
     connection.client().create("vip")
     connection.chunk_size = 1
     connection.save()
     imp = _validated(marketer, connection, work)
-    submission.submit(imp)
-    submission._cut(imp)
+    sending.submit(imp)
+    chunking._cut(imp)
     sender = _live_worker(started_ago=60)
     Worker.current_id = sender.pk
     try:
-        chunk = submission._claim(imp)  # its sender is killed here
+        chunk = sending._claim(imp)  # its sender is killed here
     finally:
         Worker.current_id = None
     assert chunk is not None
