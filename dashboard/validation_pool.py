@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from dashboard import csvfiles, validation
+from dashboard import csvblocks, validation
 from dashboard import processes as processes_
 from dashboard.models import Import
 from dashboard.validation import RowValidator
@@ -124,9 +124,9 @@ class Validator:
     def submit_block(
         self, first_number: int, data: bytes, position: int
     ) -> Iterator[tuple[Any, ...]]:
-        """Hand over a block of whole records (csvfiles.iter_blocks); yields as submit_records."""
+        """Hand over a block of whole records (csvblocks.iter_blocks); yields as submit_records."""
         if self.pool is None:
-            records = csvfiles.parse_block(data, self.delimiter, first_number)
+            records = csvblocks.parse_block(data, self.delimiter, first_number)
             yield from self.submit_records(records, position)
             return
         yield from self._queue(position, validation.pool_validate_block, data, first_number)

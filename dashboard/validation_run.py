@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from dashboard import csvfiles
+from dashboard import csvblocks, csvfiles
 from dashboard import processes as processes_
 from dashboard.models import Import, Worker
 from dashboard.validation_pool import Stopping, Validator
@@ -158,7 +158,7 @@ def _run_validation(import_id: int, *, last_try: bool) -> None:
         validator = Validator(imp, _processes(imp))
         with imp.file.open("rb") as handle:
             stream, raw_file = csvfiles.open_binary(handle)  # type: ignore[arg-type]
-            blocks = csvfiles.iter_blocks(stream, imp.encoding, imp.delimiter)
+            blocks = csvblocks.iter_blocks(stream, imp.encoding, imp.delimiter)
             # The header is the first record that is not blank (blank lines may precede it).
             header_pending = imp.has_header
             while True:
@@ -172,7 +172,7 @@ def _run_validation(import_id: int, *, last_try: bool) -> None:
                     raise
                 position = raw_file.tell() if not raw_file.closed else imp.size
                 if header_pending:
-                    records = csvfiles.parse_block(data, imp.delimiter, first_number)
+                    records = csvblocks.parse_block(data, imp.delimiter, first_number)
                     if records:
                         header_pending = False
                         done = validator.submit_records(records[1:], position)

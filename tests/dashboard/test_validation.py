@@ -7,7 +7,7 @@ import tracemalloc
 import orjson
 import pytest
 
-from dashboard import csvfiles, validation, validation_run
+from dashboard import csvblocks, validation, validation_run
 from dashboard.models import Import
 from dashboard.validation import PROBLEM_KINDS, RowProblem, RowValidator
 from tests.dashboard.helpers import import_file, mapping_data, problems_of, rows_of, upload
@@ -428,8 +428,8 @@ def test_validation_can_run_again_without_storing_rows_twice(marketer, connectio
 def test_memory_stays_flat_whatever_the_file_size(marketer, connection, monkeypatch):
     monkeypatch.setattr(validation_run, "BATCH", 500)  # rows are stored a batch at a time
     # and read a block of whole records at a time (a few hundred rows here)
-    monkeypatch.setattr(csvfiles, "BLOCK_BYTES", 16 * 1024)
-    monkeypatch.setattr(csvfiles, "_READ_BYTES", 4 * 1024)
+    monkeypatch.setattr(csvblocks, "BLOCK_BYTES", 16 * 1024)
+    monkeypatch.setattr(csvblocks, "_READ_BYTES", 4 * 1024)
 
     def peak(rows: int) -> int:
         content = b"user_id,age,signup\n" + b"".join(
@@ -557,8 +557,8 @@ def test_a_row_the_pool_finds_not_utf8_is_named_before_damage_read_after_it(
     reported."""
     import gzip
 
-    monkeypatch.setattr(csvfiles, "BLOCK_BYTES", 2048)
-    monkeypatch.setattr(csvfiles, "_READ_BYTES", 1024)
+    monkeypatch.setattr(csvblocks, "BLOCK_BYTES", 2048)
+    monkeypatch.setattr(csvblocks, "_READ_BYTES", 1024)
     settings.IMPORT_VALIDATION_PROCESSES = 2
     settings.IMPORT_VALIDATION_PARALLEL_BYTES = 0
     # Past the 4 MB the upload form reads ahead: the damage is found by the worker.
