@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_tasks import task
 
 from dashboard import audience_check, chunking, history, polling, sending, validation_run
-from dashboard.models import Import
+from dashboard.models import Connection, Import
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,27 @@ def retry_failed(imp: Import, *, request: Any = None) -> int:
     return count
 
 
-def create_fix(**fix: Any) -> Import:
-    imp = history.create_fix(**fix)
+def create_fix(
+    *,
+    connection: Connection,
+    audience: str,
+    custom_id: str,
+    action: str,
+    attributes: dict[str, Any] | None,
+    reason: str,
+    user: Any,
+    request: Any = None,
+) -> Import:
+    imp = history.create_fix(
+        connection=connection,
+        audience=audience,
+        custom_id=custom_id,
+        action=action,
+        attributes=attributes,
+        reason=reason,
+        user=user,
+        request=request,
+    )
     enqueue_on_commit(prepare_chunks, imp.pk)
     return imp
 
