@@ -1,7 +1,7 @@
 """The Audience API's limits on one call, written once.
 
 The embedded server enforces them (audiences.rules and audiences.api) and the dashboard cuts its
-calls by them (dashboard.submission), so the two cannot drift apart. Batch documents the items
+calls by them (dashboard.chunking), so the two cannot drift apart. Batch documents the items
 and attributes limits; its body limit is undocumented, so calls to any server other than the
 embedded one stay under REMOTE_MAX_BODY_BYTES.
 """

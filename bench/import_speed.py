@@ -75,8 +75,8 @@ def child(import_id: int) -> None:
     import django
 
     django.setup()
-    from dashboard.imports import run_validation
     from dashboard.models import Import
+    from dashboard.validation_run import run_validation
 
     started = time.perf_counter()
     run_validation(import_id)
@@ -115,8 +115,9 @@ def main() -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: F401
     from django.core.management import call_command
 
-    from dashboard.imports import create_import, start_validation
     from dashboard.models import Connection
+    from dashboard.uploads import create_import
+    from dashboard.validation_run import start_validation
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench")

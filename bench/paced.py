@@ -150,10 +150,11 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
     from django.test import Client
     from import_speed import FileUpload, write_csv
 
-    from dashboard import submission
+    from dashboard import tasks
     from dashboard.client import AudienceClient, ClientError
-    from dashboard.imports import create_import, run_validation
     from dashboard.models import CallCount, Connection, Import
+    from dashboard.uploads import create_import
+    from dashboard.validation_run import run_validation
 
     call_command("migrate", verbosity=0)
     call_command("bootstrap", stdout=open(os.devnull, "w"))  # noqa: SIM115
@@ -232,7 +233,7 @@ def run_once(rows: int, faults: str, seed: int) -> dict:
         }
         page = f"http://127.0.0.1:{web_port}/audiences/{conn.pk}/bench/"
         started = time.perf_counter()
-        submission.submit(imp)
+        tasks.submit(imp)
         next_look = started + 2
         while True:
             imp.refresh_from_db()

@@ -84,9 +84,9 @@ def child(csv_path: str, workers: int, rows: int, audiences: int) -> None:
     from import_speed import FileUpload
 
     from audiences.models import Operation
-    from dashboard import submission
-    from dashboard.imports import create_import, start_validation
+    from dashboard import tasks
     from dashboard.models import Chunk, Connection, Import
+    from dashboard.uploads import create_import
 
     env = os.environ.copy()
     procs = [
@@ -131,7 +131,7 @@ def child(csv_path: str, workers: int, rows: int, audiences: int) -> None:
 
         started = time.perf_counter()
         for imp in imports:
-            start_validation(imp)
+            tasks.start_validation(imp)
         validated_at: dict[int, float] = {}
 
         def all_applied() -> bool:
@@ -142,7 +142,7 @@ def child(csv_path: str, workers: int, rows: int, audiences: int) -> None:
                     raise SystemExit(f"import {imp.pk} failed: {imp.error}")
                 if imp.state == "validated":
                     validated_at[imp.pk] = time.perf_counter()
-                    submission.submit(imp)
+                    tasks.submit(imp)
                 done = done and imp.state == "applied"
             return done
 

@@ -55,9 +55,10 @@ def main() -> None:
     from import_speed import FileUpload, write_csv
 
     from audiences.models import Operation
-    from dashboard import submission
-    from dashboard.imports import create_import, run_validation, start_validation
+    from dashboard import tasks
     from dashboard.models import Chunk, Connection, Import
+    from dashboard.uploads import create_import
+    from dashboard.validation_run import run_validation, start_validation
 
     call_command("migrate", verbosity=0)
     call_command("bootstrap", stdout=open(os.devnull, "w"))  # noqa: SIM115
@@ -105,7 +106,7 @@ def main() -> None:
         conn.client().create("bench")
         time.sleep(1)
         started = time.perf_counter()
-        submission.submit(imp)
+        tasks.submit(imp)
         while True:
             imp.refresh_from_db()
             if imp.state in ("applied", "failed"):

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from dashboard import audit, submission
+from dashboard import audit, chunking, sending
 from dashboard.models import Chunk, Connection, Import, ImportRow, SentRow
 
 DONE = Chunk.DONE
@@ -201,7 +201,8 @@ def create_fix(
     user: Any,
     request: Any = None,
 ) -> Import:
-    """A one-item update sent on the same chunk path as any import, and audited with its reason."""
+    """A one-item update sent on the same chunk path as any import, and audited with its reason;
+    the caller queues its cut (dashboard.tasks.create_fix)."""
     payload = orjson.dumps(attributes or {}).decode() if action == "add" else "{}"
     imp = _new_import(
         connection=connection,
@@ -213,7 +214,7 @@ def create_fix(
         reason=reason,
         rows=[(custom_id, action, payload)],
     )
-    submission.submit(imp, audited=False)  # audited as the fix it is, below
+    sending.submit(imp, audited=False)  # audited as the fix it is, below
     audit.record(
         "member.fixed",
         request=request,
@@ -239,7 +240,7 @@ def create_fix(
 def _sent_rows(imp: Import) -> Iterator[tuple[str, str, str]]:
     """(id, action, attributes) of the rows of the import whose chunks were applied."""
     for chunk in imp.chunks.filter(state__in=DONE).order_by("first_row"):
-        rows = submission._chunk_rows(chunk).order_by("row_number")
+        rows = chunking.chunk_rows(chunk).order_by("row_number")
         yield from rows.values_list("custom_id", "action", "attributes").iterator(chunk_size=10_000)
 
 

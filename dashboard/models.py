@@ -249,7 +249,7 @@ class Import(models.Model):
         "stop_before_sending": ((SUBMITTING,), (FAILED,)),
         "unblock": ((FAILED,), (VALIDATED,)),
         "retry_failed": ((SUBMITTING, SUBMITTED, FAILED), (SUBMITTING,)),
-        # The import follows its chunks (submission._settle says where to).
+        # The import follows its chunks (sending.settle says where to).
         "settle": (
             (SUBMITTING, SUBMITTED, FAILED),
             (SUBMITTING, SUBMITTED, APPLIED, FAILED, CANCELLED),
@@ -322,7 +322,7 @@ class Import(models.Model):
         db_constraint=False,
     )
     validated_at = models.DateTimeField(null=True, blank=True)
-    # Cut into chunks, its rows not yet in the IDs' history (SentRow): submission.note_sent.
+    # Cut into chunks, its rows not yet in the IDs' history (SentRow): chunking.note_sent.
     rows_to_note = models.BooleanField(default=False)
     submitted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

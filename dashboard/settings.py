@@ -226,8 +226,8 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "uploads")))
 # Each app's sweep, run by every worker: they finish what a killed worker left behind.
 WORKER_SWEEPS = [
     "audiences.operations.sweep",
-    "dashboard.imports.sweep",
-    "dashboard.submission.sweep",
+    "dashboard.tasks.sweep_validation",
+    "dashboard.tasks.sweep_sending",
     "dashboard.audit.sweep",
     "dashboard.tasks.sweep",
     "dashboard.calls.sweep",  # the API calls counted in memory, and counts past a week

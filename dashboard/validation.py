@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from audiences import limits, rules
-from dashboard import csvfiles, processes
+from dashboard import csvblocks, processes
 from dashboard.mapping import (
     NOT_OF_THE_TYPE,
     attribute_key,
@@ -302,7 +302,7 @@ def _by_columns(
     return rows, problems
 
 
-# --- In a validation pool's process (imports.validation_pool) -----------------------------------
+# --- In a validation pool's process (validation_pool.validation_pool) -----------------------
 
 # The validators of the imports this process was handed rows of, by (import, validation run).
 _validators: dict[tuple[int, str], RowValidator] = {}
@@ -364,5 +364,5 @@ def pool_validate(
 def pool_validate_block(
     setup: PoolSetup, data: bytes, first_number: int
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """A block of whole records (csvfiles.iter_blocks), parsed and validated here."""
-    return pool_validate(setup, csvfiles.parse_block(data, setup.delimiter, first_number))
+    """A block of whole records (csvblocks.iter_blocks), parsed and validated here."""
+    return pool_validate(setup, csvblocks.parse_block(data, setup.delimiter, first_number))

@@ -11,7 +11,7 @@ It migrates and bootstraps the database (not timed), then:
    started before the clock, as `manage.py worker` starts it as it starts. The child reports its
    own max RSS and its pool's.
 2. submit -> every chunk applied, with `bin/web` (gunicorn: the embedded API) and the two
-   `manage.py worker --queue` running as `bin/start` runs them: `submission.submit`, then the worker cuts,
+   `manage.py worker --queue` running as `bin/start` runs them: `tasks.submit`, then the worker cuts,
    sends and polls until the import is applied. Timed from `submitted_at` to `finished_at`, both
    stamped by the product; each server process's peak memory is read from /proc before it stops.
 """
@@ -78,8 +78,10 @@ def validate(args: argparse.Namespace) -> None:
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
-    from dashboard.imports import create_import, lease, run_validation, warm_validation_pool
     from dashboard.models import Connection, Import
+    from dashboard.uploads import create_import
+    from dashboard.validation_pool import warm_validation_pool
+    from dashboard.validation_run import lease, run_validation
 
     conn = Connection.objects.get(is_embedded=True)
     user = get_user_model().objects.get(is_superuser=True)
@@ -159,7 +161,7 @@ def run(args: argparse.Namespace) -> None:
     from django.db.models import Max, Min
 
     from audiences.models import Member, Operation
-    from dashboard import imports, submission
+    from dashboard import tasks
     from dashboard.models import Chunk, Connection, Import
 
     call_command("migrate", verbosity=0)
@@ -211,7 +213,7 @@ def run(args: argparse.Namespace) -> None:
         imp = Import.objects.get(pk=preview["import_id"])
         # The preview's check that the audience exists (a task the worker runs): asked again
         # now that it does, as "Check again" would, and answered before the clock starts.
-        imports.request_audience_check(imp)
+        tasks.request_audience_check(imp)
         while Import.objects.filter(pk=imp.pk, audience_check=Import.CHECK_PENDING).exists():
             time.sleep(0.05)
         imp.refresh_from_db()
@@ -220,7 +222,7 @@ def run(args: argparse.Namespace) -> None:
         time.sleep(0.5)  # the worker's first poll of its queue
         cpu_before = {p.pid: proc.tree_cpu_seconds(p.pid) for p in (server, *workers)}
         started = time.perf_counter()
-        submission.submit(imp)
+        tasks.submit(imp)
         deadline = time.monotonic() + args.timeout
         while True:
             state = Import.objects.filter(pk=imp.pk).values_list("state", flat=True)[0]

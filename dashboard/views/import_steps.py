@@ -7,7 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard import csvfiles, history, imports, roles, submission
+from dashboard import csvfiles, history, roles, sending, tasks, uploads
 from dashboard.forms import FormatForm, MappingForm
 from dashboard.http import HtmxHttpRequest
 from dashboard.views.access import get_import_for_user
@@ -25,7 +25,7 @@ def import_format(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Choose an encoding and a delimiter from the lists.")
     else:
         try:
-            imports.read_again(imp, **form.cleaned_data)
+            uploads.read_again(imp, **form.cleaned_data)
         except csvfiles.FileProblem as problem:
             messages.error(request, str(problem))
     return redirect(imp)
@@ -44,7 +44,7 @@ def import_mapping(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         context["mapping_form"] = form
         return render(request, "dashboard/import_detail.html", context, status=400)
     if imp.map(form.cleaned_data["mapping"]):
-        imports.start_validation(imp)
+        tasks.start_validation(imp)
     else:
         messages.error(request, "This import changed meanwhile: its mapping can't change any more.")
     return redirect(imp)
@@ -90,8 +90,8 @@ def import_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def import_submit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
     try:
-        submission.submit(imp, request=request)
-    except submission.NotSubmittable as refused:
+        tasks.submit(imp, request=request)
+    except sending.NotSubmittable as refused:
         messages.error(request, str(refused))
     else:
         messages.success(
@@ -105,8 +105,8 @@ def import_submit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def import_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
     try:
-        count = submission.retry_failed(imp, request=request)
-    except submission.NotRetryable as refused:
+        count = tasks.retry_failed(imp, request=request)
+    except sending.NotRetryable as refused:
         messages.error(request, str(refused))
         return redirect(imp)
     if count:
@@ -121,7 +121,7 @@ def import_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def import_check_audience(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Ask (in the worker: the API's pace is not the page's) whether the audience exists now."""
     imp = get_import_for_user(request, pk, need="change")
-    if imports.request_audience_check(imp):
+    if tasks.request_audience_check(imp):
         messages.info(request, f"Checking that {imp.audience_name} exists…")
     else:
         messages.error(request, "This import can't be submitted any more: nothing to check.")
@@ -132,7 +132,7 @@ def import_check_audience(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def import_cancel_unsent(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_import_for_user(request, pk, need="change")
-    count = submission.cancel_unsent(imp, request=request)
+    count = sending.cancel_unsent(imp, request=request)
     if count:
         messages.success(
             request, f"Cancelled {count} chunk{'s' if count != 1 else ''} not sent yet."

@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseStopPolling, push_url
 
-from dashboard import audit, charts, csvfiles, imports, roles, submission
+from dashboard import audit, charts, chunking, csvfiles, progress, roles, stops, uploads
 from dashboard.forms import FormatForm, ImportFilterForm, ImportForm, MappingForm
 from dashboard.http import HtmxHttpRequest
 from dashboard.models import Chunk, Import, ImportProblem, ImportRow
@@ -59,7 +59,7 @@ def import_new(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            imp = imports.create_import(
+            imp = uploads.create_import(
                 connection_obj=data["connection"],
                 audience_name=data["audience_name"],
                 mode=data["mode"],
@@ -67,7 +67,7 @@ def import_new(request: HtmxHttpRequest) -> HttpResponse:
                 upload=data.get("file"),
                 paste=None if data.get("file") else data.get("paste"),
             )
-        except imports.UploadRefused as refused:
+        except uploads.UploadRefused as refused:
             form.add_error("file" if data.get("file") else "paste", str(refused))
         else:
             audit.record(
@@ -98,8 +98,8 @@ def detail_context(imp: Import, user: Any) -> dict[str, Any]:
     }
     if imp.audience_missing or imp.stop_code:
         context["stop"] = {
-            "reason": submission.stop_reason(imp),
-            "remedy": submission.remedy(imp.stop_code or imp.audience_code),
+            "reason": stops.stop_reason(imp),
+            "remedy": stops.remedy(imp.stop_code or imp.audience_code),
             # Nothing sent yet: once the audience is there, the same import can be submitted.
             "can_check": imp.state == Import.VALIDATED
             or (imp.state == Import.FAILED and not imp.chunks.exists()),
@@ -121,13 +121,13 @@ def detail_context(imp: Import, user: Any) -> dict[str, Any]:
             },
         )
     if imp.state == Import.VALIDATING:
-        context["validation"] = imports.validation_progress(imp)
+        context["validation"] = progress.validation_progress(imp)
     if imp.state not in (Import.UPLOADED, Import.MAPPED, Import.VALIDATING):
         context.update(_preview_context(imp))
         chunks = list(imp.chunks.all())
         if chunks or imp.state == Import.SUBMITTING:  # not cut yet: the ledger says why
             context["chunks"] = chunks
-            context["submission"] = submission.progress(imp)
+            context["submission"] = progress.progress(imp)
             context["applied_chart"] = _applied_chart(imp, chunks)
     return context
 
@@ -164,7 +164,7 @@ def _preview_context(imp: Import) -> dict[str, Any]:
 
 
 def _api_item(row: ImportRow, mode: str) -> dict[str, Any]:
-    return submission.api_item(row.custom_id, row.action, row.attributes, replace=mode == "replace")
+    return chunking.api_item(row.custom_id, row.action, row.attributes, replace=mode == "replace")
 
 
 @roles.requires(roles.can_read_imports)

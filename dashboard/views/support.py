@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from dashboard import api_reads, history, roles
+from dashboard import api_reads, history, roles, tasks
 from dashboard.client import ClientError
 from dashboard.forms import FixForm, LookupForm
 from dashboard.http import HtmxHttpRequest
@@ -99,7 +99,7 @@ def support_fix(request: HtmxHttpRequest) -> HttpResponse:
         preview = form.preview()
         if preview["ready"]:
             data = form.cleaned_data
-            fix = history.create_fix(
+            fix = tasks.create_fix(
                 connection=conn,
                 audience=data["audience"],
                 custom_id=custom_id,

@@ -23,7 +23,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from audiences.operations import apply_all_pending
-from dashboard import audit, imports, submission
+from dashboard import audit, chunking, validation_run
 from dashboard.models import AuditEvent, Chunk, Connection, Import
 from tests.browser.conftest import ROOT, make_user
 from tests.browser.helpers import settled
@@ -73,7 +73,7 @@ def _validated(client: Client, connection: Connection, content: bytes, name: str
     imp = Import.objects.get(pk=int(r["Location"].strip("/").split("/")[-1]))
     r = client.post(f"/imports/{imp.pk}/mapping", proposed_mapping_data(imp))
     assert r.status_code == 302, page_errors(r)
-    imports.run_validation(imp.pk)
+    validation_run.run_validation(imp.pk)
     imp.refresh_from_db()
     return imp
 
@@ -160,7 +160,7 @@ def _set_the_scene(admin: Any, connection: Connection, api: Any) -> Scene:
     Import.objects.filter(pk=ledger.pk).update(
         state=Import.FAILED, submitted_at=started, finished_at=now, rows_to_note=True
     )
-    submission.note_sent(ledger.pk)  # the IDs' history, for the support page's timeline
+    chunking.note_sent(ledger.pk)  # the IDs' history, for the support page's timeline
 
     # Another connection, with a long name and a long address.
     other = Connection(

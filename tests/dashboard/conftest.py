@@ -16,7 +16,7 @@ from requests.structures import CaseInsensitiveDict
 
 import dashboard.client
 from audiences.operations import apply_all_pending
-from dashboard import imports, submission
+from dashboard import audience_check, polling, sending, tasks, validation_run
 from dashboard.models import Chunk, Connection, Import
 
 EMBEDDED = "http://embedded.test"
@@ -153,25 +153,25 @@ def work(db: None) -> Callable[[], None]:
         for _ in range(50):
             progressed = 0
             for pk in Import.objects.filter(state=Import.VALIDATING).values_list("pk", flat=True):
-                imports.run_validation(pk)
+                validation_run.run_validation(pk)
                 progressed += 1
             # "Check again": the check task's work.
             checks = Import.objects.filter(audience_check=Import.CHECK_PENDING)
             for pk in checks.values_list("pk", flat=True):
-                imports.check_audience(pk)
+                audience_check.check_audience(pk)
                 progressed += not checks.filter(pk=pk).exists()
             for pk in Import.objects.filter(state=Import.SUBMITTING).values_list("pk", flat=True):
                 if Chunk.objects.filter(import_run_id=pk).exists():
                     if Chunk.objects.filter(import_run_id=pk, state=Chunk.QUEUED).exists():
-                        submission.send(pk)
+                        sending.send(pk)
                         progressed += 1
                 else:
-                    submission.prepare(pk)
+                    tasks.prepare_chunks.call(pk)
                     progressed += 1
             progressed += apply_all_pending()
             # Polls are due at once here: the worker would wait for them.
             Chunk.objects.filter(state=Chunk.ACCEPTED).update(next_poll_at=timezone.now())
-            progressed += submission.poll_due()
+            progressed += polling.poll_due()
             if not progressed:
                 return
         raise AssertionError("work() did not settle")

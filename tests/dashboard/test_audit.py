@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import audit, submission
+from dashboard import audit, chunking, sending, tasks
 from dashboard.models import AuditEvent, Chunk, Connection, Import
 from dashboard.urls import app_patterns
 from dashboard.views import audit as audit_views
@@ -201,8 +201,8 @@ def test_cancelling_the_unsent_chunks_is_one_event(marketer, connection, vip, wo
     connection.chunk_size = 1
     connection.save()
     imp = validated(marketer, connection, work)
-    submission.submit(imp)
-    submission._cut(imp)  # cut, not sent yet
+    sending.submit(imp)
+    chunking._cut(imp)  # cut, not sent yet
     start = mark()
     assert marketer.post(f"/imports/{imp.pk}/cancel-unsent", REMOTE_ADDR=IP).status_code == 302
     event = the_one_event(start, "import.cancelled")
@@ -248,9 +248,9 @@ def test_a_rejected_chunk_is_one_chunk_event_and_one_import_event(
 
 def test_a_chunk_failing_after_it_was_accepted_is_one_chunk_event(marketer, connection, vip, work):
     imp = validated(marketer, connection, work)
-    submission.submit(imp)
-    submission.prepare(imp.pk)
-    submission.send(imp.pk)
+    sending.submit(imp)
+    tasks.prepare_chunks.call(imp.pk)
+    sending.send(imp.pk)
     assert Chunk.objects.get().state == Chunk.ACCEPTED
     connection.client().remove("vip")  # gone before the chunk's token is asked about
     start = mark()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dashboard import charts, submission
+from dashboard import charts, sending
 from dashboard.models import AudienceSnapshot
 from tests.dashboard.helpers import after_load, import_file
 
@@ -25,7 +25,7 @@ def test_the_import_and_audience_pages_show_their_charts(marketer, connection, w
     connection.client().create("vip")
     work()
     imp = import_file(marketer, connection, work, b"id\n1\n2\n3\n", mapping={"id_column": 0})
-    submission.submit(imp)
+    sending.submit(imp)
     work()
     page = marketer.get(f"/imports/{imp.pk}/").content.decode()
     assert "IDs applied over time" in page and "<svg" in page

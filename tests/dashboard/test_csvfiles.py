@@ -10,7 +10,8 @@ import io
 import pytest
 
 from dashboard import csvfiles
-from dashboard.csvfiles import FileProblem, iter_rows, sniff
+from dashboard.csvblocks import iter_rows
+from dashboard.csvfiles import FileProblem, sniff
 from tests.dashboard.helpers import TEN_MB, ten_mb_line
 
 

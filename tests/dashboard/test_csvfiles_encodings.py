@@ -9,8 +9,9 @@ import io
 
 import pytest
 
-from dashboard import csvfiles
-from dashboard.csvfiles import FileProblem, iter_blocks, iter_rows, sniff
+from dashboard import csvblocks, csvfiles
+from dashboard.csvblocks import iter_blocks, iter_rows
+from dashboard.csvfiles import FileProblem, sniff
 from tests.reliability.test_csv_blocks import Trickle
 
 EXCEL_ROWS = [
@@ -185,8 +186,8 @@ def test_utf8_chosen_for_a_file_with_a_byte_order_mark_keeps_the_mark_out_of_the
 def test_utf16_reads_the_same_whatever_the_pieces_it_arrives_in(step, monkeypatch):
     # Pieces of an odd size cut 16-bit units and surrogate pairs in two, and CR LF (four bytes)
     # between its CR and its LF; small blocks cut the records everywhere.
-    monkeypatch.setattr(csvfiles, "BLOCK_BYTES", 1)
-    monkeypatch.setattr(csvfiles, "_READ_BYTES", 3)
+    monkeypatch.setattr(csvblocks, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(csvblocks, "_READ_BYTES", 3)
     rows = [*EXCEL_ROWS, ["0003", "🦄 東京", '"quoted"', "a\r\nb"]]
     data = codecs.BOM_UTF16_LE + excel("\t", "\r\n", "utf-16-le", rows)
     assert read(data, "utf-16", "\t", step) == rows
@@ -216,7 +217,7 @@ def test_a_big_file_is_transcoded_a_piece_at_a_time_never_whole():
     stream = Trickle(data, 1024 * 1024)
     first_number, block = next(iter_blocks(stream, "windows-1252", ";"))  # type: ignore[arg-type]
     assert first_number == 1 and block.startswith("0001;Zoé;Zürich;12,50 €\r\n".encode())
-    assert stream.at <= 2 * csvfiles._READ_BYTES + csvfiles.BLOCK_BYTES  # not the 5 MB
+    assert stream.at <= 2 * csvblocks._READ_BYTES + csvblocks.BLOCK_BYTES  # not the 5 MB
 
 
 def test_a_gzip_file_in_windows_1252_is_uncompressed_then_transcoded():

@@ -10,7 +10,7 @@ import re
 import orjson
 import pytest
 
-from dashboard import imports
+from dashboard import validation_pool, validation_run
 from dashboard.models import Import
 from tests.dashboard.helpers import (
     import_file,
@@ -283,8 +283,8 @@ def test_a_paste_that_looks_like_windows_1252_bytes_stays_text(marketer, connect
 def pooled(settings):
     settings.IMPORT_VALIDATION_PROCESSES = 2
     settings.IMPORT_VALIDATION_PARALLEL_BYTES = 0
-    imports.warm_validation_pool()
-    return imports.validation_pool()
+    validation_pool.warm_validation_pool()
+    return validation_pool.validation_pool()
 
 
 def test_the_validation_pool_reads_every_encoding_as_one_process_does(
@@ -296,7 +296,7 @@ def test_the_validation_pool_reads_every_encoding_as_one_process_does(
         imp = import_file(
             marketer, connection, work, bom + excel(";", codec, rows=rows), audience=f"a-{codec}"
         )
-        assert imports._processes(imp) == 2
+        assert validation_run._processes(imp) == 2
         assert imp.state == Import.VALIDATED, imp.error
         outcomes.append([(r.row_number, r.custom_id, r.attributes) for r in rows_of(imp)])
     assert outcomes[0] == outcomes[1] == outcomes[2]

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from dashboard import imports, submission
+from dashboard import chunking, sending, tasks, validation_run
 from dashboard.models import Chunk, Import, Worker
 from tests.dashboard.helpers import import_file, text_of
 
@@ -86,7 +86,7 @@ def test_a_validation_taken_by_a_worker_says_nothing_of_workers(marketer, connec
     _live_worker(started_ago=60)
     claimed = timezone.now() - timedelta(seconds=2)
     Import.objects.filter(pk=imp.pk).update(
-        validation_started_at=claimed, lease_until=claimed + imports.lease()
+        validation_started_at=claimed, lease_until=claimed + validation_run.lease()
     )
     text = _state(marketer, imp)
     assert "No worker is running" not in text and "Waiting for a worker" not in text
@@ -98,7 +98,7 @@ def test_a_validation_whose_worker_died_waits_for_its_lease_and_says_until_when(
 ):
     imp = _validating(marketer, connection)
     claimed = timezone.now() - timedelta(seconds=20)
-    lease_until = claimed + imports.lease()
+    lease_until = claimed + validation_run.lease()
     Import.objects.filter(pk=imp.pk).update(
         validation_started_at=claimed, lease_until=lease_until, rows_read=10_000
     )
@@ -123,7 +123,7 @@ def test_the_validating_page_counts_down_from_the_bytes_read_per_second(marketer
         progress_bytes=100,
         rows_read=20_000,
         validation_started_at=now - timedelta(seconds=5),
-        lease_until=now - timedelta(seconds=1) + imports.lease(),
+        lease_until=now - timedelta(seconds=1) + validation_run.lease(),
     )
     text = _state(marketer, imp)
     assert re.search(r"10% · 20,000 rows read · about 3[45] s left\.", text), text
@@ -132,7 +132,7 @@ def test_the_validating_page_counts_down_from_the_bytes_read_per_second(marketer
 def test_a_validation_no_worker_took_says_for_how_long_nothing_moved(marketer, connection):
     imp = _validating(marketer, connection)
     Import.objects.filter(pk=imp.pk).update(
-        lease_until=timezone.now() - timedelta(seconds=30) + imports.lease()
+        lease_until=timezone.now() - timedelta(seconds=30) + validation_run.lease()
     )
     text = _state(marketer, imp)
     assert "0% · 0 rows read · no progress for 30 s." in text
@@ -146,7 +146,7 @@ def test_a_submitted_import_not_cut_yet_says_when_no_worker_is_running(
     marketer, connection, vip, work
 ):
     imp = _validated(marketer, connection, work)
-    submission.submit(imp)
+    sending.submit(imp)
     text = _state(marketer, imp)
     assert NO_WORKER in text
     assert "3 valid rows to send: not cut into calls yet." in text
@@ -166,8 +166,8 @@ def test_a_submitted_import_not_cut_yet_says_when_no_worker_is_running(
 
 def test_the_ledger_says_when_no_worker_polls_the_accepted_calls(marketer, connection, vip, work):
     imp = _validated(marketer, connection, work)
-    submission.submit(imp)
-    submission.prepare(imp.pk)  # cut and sent: accepted, waiting to be asked about
+    sending.submit(imp)
+    tasks.prepare_chunks.call(imp.pk)  # cut and sent: accepted, waiting to be asked about
     imp.refresh_from_db()
     assert imp.state == Import.SUBMITTED
     assert NO_WORKER in _state(marketer, imp)
@@ -183,17 +183,17 @@ def test_a_chunk_whose_sender_died_says_it_waits_for_its_lease_to_end(
     connection.chunk_size = 1
     connection.save()
     imp = _validated(marketer, connection, work)
-    submission.submit(imp)
-    submission._cut(imp)
-    chunk = submission._claim(imp)  # its sender is killed here
+    sending.submit(imp)
+    chunking._cut(imp)
+    chunk = sending._claim(imp)  # its sender is killed here
     assert chunk is not None and chunk.number == 1
     ago = timezone.now() - timedelta(seconds=25)
-    Chunk.objects.filter(pk=chunk.pk).update(sent_at=ago, lease_until=ago + submission.send_lease())
+    Chunk.objects.filter(pk=chunk.pk).update(sent_at=ago, lease_until=ago + sending.send_lease())
     Import.objects.filter(pk=imp.pk).update(submitted_at=ago - timedelta(seconds=1))
     assert NO_WORKER in _state(marketer, imp)
     _live_worker()  # bin/start ran a new one: it started after the claim
     text = _state(marketer, imp)
-    local = timezone.localtime(ago + submission.send_lease()).strftime("%H:%M:%S")
+    local = timezone.localtime(ago + sending.send_lease()).strftime("%H:%M:%S")
     assert re.search(
         "Chunk 1 was being sent by a worker that stopped: it waits to be taken over by a live "
         rf"worker at {local} \(in 4 min 3[45] s\), when its lease ends\.",
@@ -209,9 +209,9 @@ def test_a_sending_chunk_of_a_worker_alive_since_before_says_nothing_of_workers(
     connection.chunk_size = 1
     connection.save()
     imp = _validated(marketer, connection, work)
-    submission.submit(imp)
-    submission._cut(imp)
-    submission._claim(imp)
+    sending.submit(imp)
+    chunking._cut(imp)
+    sending._claim(imp)
     _live_worker(started_ago=60)  # may be the one sending it
     text = _state(marketer, imp)
     assert "stopped" not in text and "Waiting for a worker" not in text
@@ -222,8 +222,8 @@ def test_the_ledger_counts_down_from_the_ids_applied_per_second(marketer, connec
     connection.chunk_size = 1
     connection.save()
     imp = _validated(marketer, connection, work, ids=4)
-    submission.submit(imp)
-    submission._cut(imp)
+    sending.submit(imp)
+    chunking._cut(imp)
     now = timezone.now()
     # The first call applied 3 s ago, the second 1 s ago: an ID every 2 s since the first, so
     # the two left take 4 s from the last one: 3 s from now.

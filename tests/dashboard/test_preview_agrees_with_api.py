@@ -20,7 +20,7 @@ import pytest
 
 import dashboard.validation
 from audiences import rules
-from dashboard import csvfiles, imports, mapping
+from dashboard import csvblocks, csvfiles, mapping, validation_run
 from dashboard.models import Import
 from tests.dashboard.helpers import import_file, rows_of, upload
 
@@ -116,7 +116,7 @@ def items_as_sent(imp: Import) -> list[dict[str, Any]]:
     items = []
     with imp.file.open("rb") as handle:
         stream, _ = csvfiles.open_binary(handle)
-        records = csvfiles.iter_rows(stream, imp.encoding, imp.delimiter)
+        records = csvblocks.iter_rows(stream, imp.encoding, imp.delimiter)
         next(records)  # the header
         for _, cells in records:
             action = cells[validator.action_column].strip()
@@ -277,7 +277,7 @@ def test_too_many_attributes_is_the_same_verdict_on_both_sides(
     }
     imp.state = Import.MAPPED
     imp.save()
-    assert imports.start_validation(imp)
+    assert validation_run.start_validation(imp)
     work()
     assert [r.has_problems for r in rows_of(imp)] == [True, False]
     items = [

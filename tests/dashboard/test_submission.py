@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audiences import limits
 from audiences.models import Member
-from dashboard import history, submission
+from dashboard import chunking, history, polling, sending, tasks
 from dashboard.models import Connection, Import, SentRow
 
 
@@ -97,11 +97,11 @@ def test_chunks_touch_disjoint_ids(marketer, connection, vip, work):
     connection.save()
     rows = ["a,1", "b,2", "a,3", "c,4", "b,5", "d,6", "e,7"]
     imp = _validated(marketer, connection, work, rows)
-    submission.submit(imp)
+    sending.submit(imp)
     work()
     seen: list[str] = []
     for chunk in imp.chunks.all():
-        seen += [item["id"] for item in submission.items_of(chunk)]
+        seen += [item["id"] for item in chunking.items_of(chunk)]
     assert sorted(seen) == sorted(set(seen)) == ["a", "b", "c", "d", "e"]
     assert _members(connection) == {
         "a": {"age": 3},
@@ -123,11 +123,11 @@ def test_a_chunk_goes_out_as_exactly_its_items(marketer, connection, vip, work, 
     """The JSON sent is built from the stored attributes as they are: it must say what the
     items say, escapes included."""
     imp = _validated(marketer, connection, work, rows, mode=mode, header=header)
-    submission.submit(imp)
-    submission._cut(imp)
+    sending.submit(imp)
+    chunking._cut(imp)
     chunk = imp.chunks.get()
-    sent = orjson.loads(orjson.dumps({"ids": submission.items_json(chunk)}))["ids"]
-    assert sent == submission.items_of(chunk)
+    sent = orjson.loads(orjson.dumps({"ids": chunking.items_json(chunk)}))["ids"]
+    assert sent == chunking.items_of(chunk)
     assert len(sent) == len(rows)
     assert {"id": 'd "q" é\\', "attributes": {"age": 4}} | (
         {"action": "add"} if mode == "column" else {}
@@ -138,16 +138,16 @@ def test_every_row_sent_is_noted_for_the_ids_history_once(marketer, connection, 
     connection.chunk_size = 2
     connection.save()
     imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3", "bad id ,4", "a,5"])
-    submission.submit(imp)
-    submission._cut(imp)  # the chunks, and a flag: rows to note
+    sending.submit(imp)
+    chunking._cut(imp)  # the chunks, and a flag: rows to note
     assert Import.objects.get(pk=imp.pk).rows_to_note
     assert not SentRow.objects.filter(import_run=imp).exists()
-    submission.note_sent(imp.pk)
-    submission.note_sent(imp.pk)  # a second time (the sweep, beside the worker) does nothing
+    chunking.note_sent(imp.pk)
+    chunking.note_sent(imp.pk)  # a second time (the sweep, beside the worker) does nothing
     assert not Import.objects.get(pk=imp.pk).rows_to_note
     noted = sorted(SentRow.objects.filter(import_run=imp).values_list("custom_id", "row_number"))
     assert noted == [("a", 6), ("b", 3), ("c", 4)]  # neither the bad row nor the superseded one
-    submission.send(imp.pk)
+    sending.send(imp.pk)
     work()
     (entry,) = history.timeline(connection, "c")
     assert entry["import"] == imp and entry["chunk"].number == 1
@@ -161,10 +161,10 @@ def test_rows_left_unnoted_by_a_killed_worker_are_noted_by_the_sweep(
     marketer, connection, vip, work
 ):
     imp = _validated(marketer, connection, work, ["a,1", "b,2"])
-    submission.submit(imp)
+    sending.submit(imp)
     with transaction.atomic():  # prepare's transaction; the worker dies right after it
-        submission._cut(imp)
-    submission.sweep()
+        chunking._cut(imp)
+    tasks.sweep_sending()
     noted = sorted(SentRow.objects.filter(import_run=imp).values_list("custom_id", flat=True))
     assert noted == ["a", "b"] and not Import.objects.get(pk=imp.pk).rows_to_note
     work()
@@ -177,17 +177,17 @@ def test_the_worker_notes_the_rows_beside_its_first_call(marketer, connection, v
     """Outside a transaction (as in a worker), the rows are noted by a thread of their own,
     on a connection of its own, while the first call goes out."""
     imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3"])
-    submission.submit(imp)
+    sending.submit(imp)
     threads = []
-    start = submission.threading.Thread.start
+    start = chunking.threading.Thread.start
 
     def started(thread):  # type: ignore[no-untyped-def]
         threads.append(thread)
         start(thread)
 
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(submission.threading.Thread, "start", started)
-        submission.prepare(imp.pk)
+        m.setattr(chunking.threading.Thread, "start", started)
+        tasks.prepare_chunks.call(imp.pk)
     assert len(threads) == 1 and not threads[0].is_alive()  # prepare waited for it
     assert SentRow.objects.filter(import_run=imp).count() == 3
     assert not Import.objects.get(pk=imp.pk).rows_to_note
@@ -196,8 +196,8 @@ def test_the_worker_notes_the_rows_beside_its_first_call(marketer, connection, v
 
 def test_the_worker_notes_the_rows_of_the_import_it_cut(marketer, connection, vip, work):
     imp = _validated(marketer, connection, work, ["a,1", "b,2"])
-    submission.submit(imp)
-    submission.prepare(imp.pk)
+    sending.submit(imp)
+    tasks.prepare_chunks.call(imp.pk)
     assert SentRow.objects.filter(import_run=imp).count() == 2
     assert not Import.objects.get(pk=imp.pk).rows_to_note
 
@@ -209,9 +209,9 @@ def test_a_chunk_is_cut_short_of_the_body_limit_counted_in_bytes(
     rows = [f"{long_id}{i},{i}" for i in range(6)]
     imp = _validated(marketer, connection, work, rows)
     item = len(f"{long_id}0".encode()) + len(b'{"age":0}') + 48
-    settings.AUDIENCE_API_MAX_BODY_BYTES = 2 * item + submission.ENVELOPE_BYTES
-    submission.submit(imp)
-    submission._cut(imp)
+    settings.AUDIENCE_API_MAX_BODY_BYTES = 2 * item + chunking.ENVELOPE_BYTES
+    sending.submit(imp)
+    chunking._cut(imp)
     assert [c.size for c in imp.chunks.all()] == [2, 2, 2]
     work()
     imp.refresh_from_db()
@@ -231,7 +231,7 @@ def test_chunks_fit_under_the_embedded_servers_own_body_limit(marketer, connecti
     chunks = list(imp.chunks.all())
     assert len(chunks) > 1 and sum(c.size for c in chunks) == 200
     for chunk in chunks:
-        body = orjson.dumps({"name": "vip", "ids": submission.items_json(chunk)})
+        body = orjson.dumps({"name": "vip", "ids": chunking.items_json(chunk)})
         assert len(body) <= 4096
     assert len(_members(connection)) == 200
 
@@ -239,10 +239,10 @@ def test_chunks_fit_under_the_embedded_servers_own_body_limit(marketer, connecti
 def test_a_remote_connection_keeps_its_chunks_under_the_remote_limit(connection, settings):
     """Only the embedded server's limit is a setting of ours; another server's is Batch's."""
     settings.AUDIENCE_API_MAX_BODY_BYTES = 4096
-    assert submission.max_items_bytes(connection) == 4096 - submission.ENVELOPE_BYTES
+    assert chunking.max_items_bytes(connection) == 4096 - chunking.ENVELOPE_BYTES
     connection.is_embedded = False
-    assert submission.max_items_bytes(connection) == (
-        limits.REMOTE_MAX_BODY_BYTES - submission.ENVELOPE_BYTES
+    assert chunking.max_items_bytes(connection) == (
+        limits.REMOTE_MAX_BODY_BYTES - chunking.ENVELOPE_BYTES
     )
 
 
@@ -252,8 +252,8 @@ def test_chunks_counted_in_the_database_are_those_cut_by_size(marketer, connecti
     rows = [f"{i % 40:03d},{i}" for i in range(50)] + ["bad id ,1", "007,", "x" * 70 + ",3"]
     imp = _validated(marketer, connection, work, rows)
     for limit in (1, 3, 7, 10_000):
-        spans = submission._spans_by_count(imp, limit)
-        assert spans == submission._spans_by_size(imp, limit)
+        spans = chunking._spans_by_count(imp, limit)
+        assert spans == chunking._spans_by_size(imp, limit)
         assert sum(count for _, _, count in spans) == imp.valid_rows == 41
 
 
@@ -263,11 +263,11 @@ def test_a_chunk_over_the_body_limit_has_the_whole_import_cut_by_size(
     long_id = "é" * 100
     rows = [f"{i:02d},{i}" for i in range(4)] + [f"{long_id},1", "99,2"]
     imp = _validated(marketer, connection, work, rows)
-    short = len(b"00") + len(b'{"age":0}') + submission.ITEM_OVERHEAD
-    settings.AUDIENCE_API_MAX_BODY_BYTES = 3 * short + submission.ENVELOPE_BYTES
-    assert submission._spans_by_count(imp, 3) is None  # its second chunk would be over
-    submission.submit(imp)
-    submission._cut(imp)
+    short = len(b"00") + len(b'{"age":0}') + chunking.ITEM_OVERHEAD
+    settings.AUDIENCE_API_MAX_BODY_BYTES = 3 * short + chunking.ENVELOPE_BYTES
+    assert chunking._spans_by_count(imp, 3) is None  # its second chunk would be over
+    sending.submit(imp)
+    chunking._cut(imp)
     assert [c.size for c in imp.chunks.all()] == [3, 1, 1, 1]
     work()
     imp.refresh_from_db()
@@ -280,7 +280,7 @@ def test_replace_sends_the_replace_first_then_adds(marketer, connection, vip, wo
     connection.chunk_size = 2
     connection.save()
     imp = _validated(marketer, connection, work, ["x,1", "y,2", "z,3"], mode="replace")
-    submission.submit(imp)
+    sending.submit(imp)
     work()
     imp.refresh_from_db()
     assert imp.state == "applied"
@@ -298,7 +298,7 @@ def test_a_chunk_failed_by_a_passing_error_keeps_the_apis_words_and_can_be_retri
     )
     imp = _validated(marketer, connection, work, ["a,1", "b,2"])
     settings.AUDIENCE_API_FAULTS = "503:1"
-    submission.submit(imp)
+    sending.submit(imp)
     work()
     imp.refresh_from_db()
     chunk = imp.chunks.get()
@@ -316,12 +316,12 @@ def test_a_chunk_failed_by_a_passing_error_keeps_the_apis_words_and_can_be_retri
 
 def test_a_resend_after_a_lost_answer_applies_once(marketer, connection, vip, work):
     imp = _validated(marketer, connection, work, ["a,1", "b,2"])
-    submission.submit(imp)
-    submission._cut(imp)
+    sending.submit(imp)
+    chunking._cut(imp)
     chunk = imp.chunks.get()
     # A worker sent the call and was killed before it could note the token.
     token = connection.client().update(
-        "vip", submission.items_of(chunk), idempotency_key=chunk.idempotency_key
+        "vip", chunking.items_of(chunk), idempotency_key=chunk.idempotency_key
     )
     work()
     chunk.refresh_from_db()
@@ -335,8 +335,8 @@ def test_cancel_what_is_not_sent_yet(marketer, connection, vip, work):
     connection.chunk_size = 1
     connection.save()
     imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3"])
-    submission.submit(imp)
-    submission._cut(imp)  # cut, not sent yet
+    sending.submit(imp)
+    chunking._cut(imp)  # cut, not sent yet
     assert marketer.post(f"/imports/{imp.pk}/cancel-unsent").status_code == 302
     imp.refresh_from_db()
     assert imp.state == "cancelled"
@@ -346,7 +346,7 @@ def test_cancel_what_is_not_sent_yet(marketer, connection, vip, work):
 
 def test_the_state_fragment_stops_polling_when_final(marketer, connection, vip, work):
     imp = _validated(marketer, connection, work, ["a,1"])
-    submission.submit(imp)
+    sending.submit(imp)
     r = marketer.get(f"/imports/{imp.pk}/state", headers={"HX-Request": "true"})
     assert r.status_code == 200 and b'hx-trigger="every 1s"' in r.content
     work()
@@ -357,22 +357,22 @@ def test_the_state_fragment_stops_polling_when_final(marketer, connection, vip, 
 def test_the_next_poll_is_due_when_the_earliest_accepted_chunk_asks_for_it(
     marketer, connection, vip, work
 ):
-    assert submission.seconds_to_next_poll() is None  # no chunk waits for a poll
+    assert polling.seconds_to_next_poll() is None  # no chunk waits for a poll
     imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3"])
     connection.chunk_size = 1
     connection.save()
-    submission.submit(imp)
-    submission.prepare(imp.pk)  # three chunks, sent and accepted
+    sending.submit(imp)
+    tasks.prepare_chunks.call(imp.pk)  # three chunks, sent and accepted
     chunks = list(imp.chunks.order_by("number"))
     assert [c.state for c in chunks] == ["accepted"] * 3
     now = timezone.now()
     for chunk, seconds in zip(chunks, (3.0, 0.5, 2.0), strict=True):
         imp.chunks.filter(pk=chunk.pk).update(next_poll_at=now + timedelta(seconds=seconds))
-    assert 0.3 < submission.seconds_to_next_poll() <= 0.5
+    assert 0.3 < polling.seconds_to_next_poll() <= 0.5
     imp.chunks.filter(pk=chunks[1].pk).update(state="applied")  # no longer waits
-    assert 1.8 < submission.seconds_to_next_poll() <= 2.0
+    assert 1.8 < polling.seconds_to_next_poll() <= 2.0
     imp.chunks.filter(pk=chunks[0].pk).update(next_poll_at=now - timedelta(seconds=1))
-    assert submission.seconds_to_next_poll() == 0.0  # one is due
+    assert polling.seconds_to_next_poll() == 0.0  # one is due
 
 
 def test_the_imports_last_call_is_also_asked_about_early_without_counting(
@@ -381,12 +381,12 @@ def test_the_imports_last_call_is_also_asked_about_early_without_counting(
     imp = _validated(marketer, connection, work, ["a,1", "b,2", "c,3"])
     connection.chunk_size = 2
     connection.save()
-    submission.submit(imp)
-    submission.prepare(imp.pk)  # two calls, sent one after the other, both accepted
+    sending.submit(imp)
+    tasks.prepare_chunks.call(imp.pk)  # two calls, sent one after the other, both accepted
     first, last = imp.chunks.order_by("number")
     delay = {c.number: (c.next_poll_at - c.accepted_at).total_seconds() for c in (first, last)}
     # Something of the import was still to send when the first was accepted: the usual poll.
-    assert delay == {1: submission.FIRST_POLL, 2: submission.EARLY_POLL}
+    assert delay == {1: sending.FIRST_POLL, 2: sending.EARLY_POLL}
     # Only the last one is looked at below, and well before its regular first poll, however
     # slow this machine: its 202 is put a minute ahead.
     imp.chunks.filter(pk=first.pk).update(next_poll_at=timezone.now() + timedelta(hours=1))
@@ -397,18 +397,16 @@ def test_the_imports_last_call_is_also_asked_about_early_without_counting(
     for _ in range(2):
         imp.chunks.filter(pk=last.pk).update(next_poll_at=timezone.now())
         before = timezone.now()
-        assert submission.poll_due() == 1
+        assert polling.poll_due() == 1
         last.refresh_from_db()
         assert last.polls == 0 and last.state == "accepted"
-        early = before + timedelta(seconds=submission.EARLY_POLL)
-        assert (
-            early <= last.next_poll_at <= timezone.now() + timedelta(seconds=submission.EARLY_POLL)
-        )
+        early = before + timedelta(seconds=sending.EARLY_POLL)
+        assert early <= last.next_poll_at <= timezone.now() + timedelta(seconds=sending.EARLY_POLL)
     # From its regular first poll on, the usual schedule.
     imp.chunks.filter(pk=last.pk).update(
         accepted_at=timezone.now() - timedelta(seconds=1), next_poll_at=timezone.now()
     )
-    assert submission.poll_due() == 1
+    assert polling.poll_due() == 1
     last.refresh_from_db()
     assert last.polls == 1
     work()
@@ -419,26 +417,26 @@ def test_an_accepted_chunk_is_asked_about_soon_then_ever_less_often(
     marketer, connection, vip, work
 ):
     imp = _validated(marketer, connection, work, ["a,1", "b,2"])
-    submission.submit(imp)
-    submission.prepare(imp.pk)  # sent and accepted; the server has not applied it yet
+    sending.submit(imp)
+    tasks.prepare_chunks.call(imp.pk)  # sent and accepted; the server has not applied it yet
     chunk = imp.chunks.get()
     assert chunk.state == "accepted"
     # The import's only call is its last: asked about early too (see the test below).
-    assert chunk.next_poll_at - chunk.accepted_at == timedelta(seconds=submission.EARLY_POLL)
-    imp.chunks.update(accepted_at=chunk.accepted_at - timedelta(seconds=submission.FIRST_POLL))
+    assert chunk.next_poll_at - chunk.accepted_at == timedelta(seconds=sending.EARLY_POLL)
+    imp.chunks.update(accepted_at=chunk.accepted_at - timedelta(seconds=sending.FIRST_POLL))
     # Asked while the API still says IN_PROGRESS: the next poll is further off each time.
     for polls in range(4):
         imp.chunks.update(next_poll_at=timezone.now())
         before = timezone.now()
-        assert submission.poll_due() == 1
+        assert polling.poll_due() == 1
         after = timezone.now()
         chunk.refresh_from_db()
         assert chunk.state == "accepted" and chunk.polls == polls + 1
-        delay = timedelta(seconds=submission.poll_delay(polls))
+        delay = timedelta(seconds=sending.poll_delay(polls))
         assert before + delay <= chunk.next_poll_at <= after + delay
-    assert [submission.poll_delay(n) for n in range(3)] == pytest.approx([0.15, 0.225, 0.3375])
-    delays = [submission.poll_delay(n) for n in range(30)]
-    assert delays == sorted(delays) and delays[-1] == submission.MAX_POLL_DELAY
+    assert [sending.poll_delay(n) for n in range(3)] == pytest.approx([0.15, 0.225, 0.3375])
+    delays = [sending.poll_delay(n) for n in range(30)]
+    assert delays == sorted(delays) and delays[-1] == sending.MAX_POLL_DELAY
     # A chunk the server takes a minute to apply is asked about at most ~20 times meanwhile.
     assert sum(1 for t in accumulate(delays) if t <= 60) <= 20
     work()

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 import dashboard.client
 from audiences.models import Operation
-from dashboard import imports, submission
+from dashboard import audience_check, sending, stops, tasks
 from dashboard.client import ClientError, is_permanent
 from dashboard.models import AuditEvent, Chunk, Connection, Import
 from tests.dashboard.conftest import EMBEDDED, InProcessTransport
@@ -116,7 +116,7 @@ def test_only_refusals_of_the_call_itself_are_permanent(status, code, permanent)
     ],
 )
 def test_each_permanent_error_says_what_can_help(code, kind):
-    assert submission.remedy(code) == kind
+    assert stops.remedy(code) == kind
 
 
 # --- At the preview -------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_on_a_paced_connection_a_recent_check_stands_for_the_one_before_the_cut(
     before = network.calls["audiences/view"]
     marketer.post(f"/imports/{imp.pk}/submit")
     imp.refresh_from_db()
-    submission.prepare(imp.pk)
+    tasks.prepare_chunks.call(imp.pk)
     assert network.calls["audiences/view"] - before == checks
     assert imp.chunks.count() == 1 and network.calls["audiences/update"] == 1
 
@@ -268,7 +268,7 @@ def test_an_answered_check_run_again_spends_no_call(marketer, connection, work, 
     imp = import_file(marketer, connection, work, ROWS, audience="spring")
     assert imp.audience_check == Import.CHECK_FOUND
     before = network.calls["audiences/view"]
-    imports.check_audience(imp.pk)  # the task again: a second run, or a duplicate
+    audience_check.check_audience(imp.pk)  # the task again: a second run, or a duplicate
     assert network.calls["audiences/view"] == before
     # "Check again" asks anew.
     marketer.post(f"/imports/{imp.pk}/check-audience")
@@ -309,8 +309,8 @@ def test_an_audience_removed_mid_import_stops_the_rest_and_offers_no_retry(
     # No path sends it again: not the view, not the function.
     r = marketer.post(f"/imports/{imp.pk}/retry", follow=True)
     assert any("Sending again would get the same answer" in e for e in page_errors(r))
-    with pytest.raises(submission.NotRetryable):
-        submission.retry_failed(imp)
+    with pytest.raises(sending.NotRetryable):
+        sending.retry_failed(imp)
     imp.refresh_from_db()
     assert imp.state == Import.FAILED
     assert sorted(imp.chunks.values_list("state", flat=True)) == ["cancelled", "failed", "failed"]
@@ -349,14 +349,14 @@ def test_a_check_whose_worker_stopped_is_asked_again_and_one_no_longer_needed_is
 ):
     imp = import_file(marketer, connection, work, ROWS, audience="spring")
     assert marketer.post(f"/imports/{imp.pk}/check-audience").status_code == 302
-    long_ago = timezone.now() - imports.CHECK_LEASE - timedelta(seconds=1)
+    long_ago = timezone.now() - audience_check.CHECK_LEASE - timedelta(seconds=1)
     Import.objects.filter(pk=imp.pk).update(audience_checked_at=long_ago)
-    assert imports.check_stale() == 1  # its task is enqueued again, by one sweep
-    assert imports.check_stale() == 0
+    assert len(audience_check.check_stale()) == 1  # its task is enqueued again, by one sweep
+    assert audience_check.check_stale() == []
     # Cancelled meanwhile: the check has nothing to ask, and the page stops following it.
     assert marketer.post(f"/imports/{imp.pk}/cancel").status_code == 302
     views = network.calls["audiences/view"]
-    imports.check_audience(imp.pk)
+    audience_check.check_audience(imp.pk)
     imp.refresh_from_db()
     assert imp.state == Import.CANCELLED and imp.audience_check == ""
     assert network.calls["audiences/view"] == views

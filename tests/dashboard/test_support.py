@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from dashboard import submission
+from dashboard import sending
 from dashboard.models import AuditEvent, Import
 from tests.dashboard.helpers import after_load, import_file, page_errors, text_of
 
@@ -30,7 +30,7 @@ def _applied(client, connection, work, content: bytes, *, audience="vip", mode="
         },
     )
     assert imp.state == "validated", imp.error
-    submission.submit(imp)
+    sending.submit(imp)
     work()
     imp.refresh_from_db()
     assert imp.state == "applied"
@@ -445,7 +445,7 @@ def test_undo_of_a_replace_import_puts_back_the_state_before(marketer, connectio
     }
     marketer.post(f"/imports/{replace.pk}/undo")
     undo = Import.objects.get(source="undo")
-    submission.submit(undo)
+    sending.submit(undo)
     work()
     assert _audience_state(connection, "vip", ids) == before
     assert connection.client().view("vip")["nb_ids"] == 3

@@ -7,7 +7,7 @@ import tracemalloc
 import orjson
 import pytest
 
-from dashboard import csvfiles, imports, validation
+from dashboard import csvblocks, validation, validation_run
 from dashboard.models import Import
 from dashboard.validation import PROBLEM_KINDS, RowProblem, RowValidator
 from tests.dashboard.helpers import import_file, mapping_data, problems_of, rows_of, upload
@@ -399,8 +399,8 @@ def test_a_repeated_id_whose_last_row_has_a_problem_is_not_sent(marketer, connec
 def test_superseded_rows_are_exact_whatever_the_filter_of_repeated_ids_flags(
     marketer, connection, work, monkeypatch, seen_bits, max_repeated
 ):
-    monkeypatch.setattr(imports._Tally, "SEEN_BITS", seen_bits)
-    monkeypatch.setattr(imports._Tally, "MAX_REPEATED", max_repeated)
+    monkeypatch.setattr(validation_run._Tally, "SEEN_BITS", seen_bits)
+    monkeypatch.setattr(validation_run._Tally, "MAX_REPEATED", max_repeated)
     ids = [f"{i:04d}" for i in range(300)] + ["0007", "0150", "é", "0007", "é", ""]
     body = "user_id,age\n" + "".join(f"{cid},{n}\n" for n, cid in enumerate(ids))
     imp = import_file(marketer, connection, work, body.encode())
@@ -419,17 +419,17 @@ def test_rows_without_an_id_are_never_counted_as_duplicates(marketer, connection
 def test_validation_can_run_again_without_storing_rows_twice(marketer, connection, work):
     imp = import_file(marketer, connection, work, b"user_id\n1\n2\n")
     Import.objects.filter(pk=imp.pk).update(state=Import.MAPPED)  # its mapping saved again
-    assert imports.start_validation(imp)
+    assert validation_run.start_validation(imp)
     work()
     imp.refresh_from_db()
     assert imp.total_rows == 2 and len(rows_of(imp)) == 2
 
 
 def test_memory_stays_flat_whatever_the_file_size(marketer, connection, monkeypatch):
-    monkeypatch.setattr(imports, "BATCH", 500)  # rows are stored a batch at a time
+    monkeypatch.setattr(validation_run, "BATCH", 500)  # rows are stored a batch at a time
     # and read a block of whole records at a time (a few hundred rows here)
-    monkeypatch.setattr(csvfiles, "BLOCK_BYTES", 16 * 1024)
-    monkeypatch.setattr(csvfiles, "_READ_BYTES", 4 * 1024)
+    monkeypatch.setattr(csvblocks, "BLOCK_BYTES", 16 * 1024)
+    monkeypatch.setattr(csvblocks, "_READ_BYTES", 4 * 1024)
 
     def peak(rows: int) -> int:
         content = b"user_id,age,signup\n" + b"".join(
@@ -443,7 +443,7 @@ def test_memory_stays_flat_whatever_the_file_size(marketer, connection, monkeypa
         )
         tracemalloc.start()
         try:
-            imports.run_validation(imp.pk)
+            validation_run.run_validation(imp.pk)
             return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
@@ -491,7 +491,7 @@ def test_a_big_file_validated_by_a_pool_of_processes_is_stored_as_by_one(
     settings.IMPORT_VALIDATION_PROCESSES = 2
     settings.IMPORT_VALIDATION_PARALLEL_BYTES = 0
     pooled = import_file(marketer, connection, work, content, mapping=mapping)
-    assert imports._processes(pooled) == 2
+    assert validation_run._processes(pooled) == 2
     assert outcome(pooled) == outcome(alone)
     rows, problems, totals, _ = outcome(pooled)
     assert totals[0] == "validated" and totals[1] == 9_000 and totals[3] >= 50
@@ -506,7 +506,7 @@ def test_the_totals_are_those_of_the_stored_rows_however_many_are_superseded(
 ):
     """Counted as the rows are stored, then corrected for the superseded ones (marked a batch
     at a time): the same figures as counting the stored rows, problem rows included."""
-    monkeypatch.setattr(imports, "SUPERSEDE_BATCH", 7)
+    monkeypatch.setattr(validation_run, "SUPERSEDE_BATCH", 7)
     lines = ["user_id,age,action"]
     for i in range(400):
         custom_id = "" if i % 53 == 0 else f"{i % 37:03d}"  # empty IDs are never repeats
@@ -557,8 +557,8 @@ def test_a_row_the_pool_finds_not_utf8_is_named_before_damage_read_after_it(
     reported."""
     import gzip
 
-    monkeypatch.setattr(csvfiles, "BLOCK_BYTES", 2048)
-    monkeypatch.setattr(csvfiles, "_READ_BYTES", 1024)
+    monkeypatch.setattr(csvblocks, "BLOCK_BYTES", 2048)
+    monkeypatch.setattr(csvblocks, "_READ_BYTES", 1024)
     settings.IMPORT_VALIDATION_PROCESSES = 2
     settings.IMPORT_VALIDATION_PARALLEL_BYTES = 0
     # Past the 4 MB the upload form reads ahead: the damage is found by the worker.

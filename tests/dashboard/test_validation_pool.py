@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from dashboard import imports, processes
+from dashboard import processes, validation_pool, validation_run
 from dashboard.models import Import
 from tests.dashboard.helpers import import_file, mapping_data, problems_of, rows_of, upload
 from tests.dashboard.test_validation import ATTRIBUTES, _mixed_file
@@ -23,8 +23,8 @@ MAPPING = {"attributes": {i + 1: (a["type"], a["name"]) for i, a in enumerate(AT
 def pooled(settings):
     settings.IMPORT_VALIDATION_PROCESSES = 2
     settings.IMPORT_VALIDATION_PARALLEL_BYTES = 0
-    imports.warm_validation_pool()
-    return imports.validation_pool()
+    validation_pool.warm_validation_pool()
+    return validation_pool.validation_pool()
 
 
 def _pids(pool) -> set[int]:  # type: ignore[no-untyped-def]
@@ -51,7 +51,7 @@ def test_the_pool_starts_its_processes_at_once_and_keeps_them_for_every_file(
     second = import_file(
         marketer, connection, work, _mixed_file(3_000), mapping=MAPPING, audience="again"
     )
-    assert imports.validation_pool() is pooled and _pids(pooled) == started
+    assert validation_pool.validation_pool() is pooled and _pids(pooled) == started
     assert first.state == second.state == "validated"
     assert _outcome(first)[1:] == _outcome(second)[1:]
 
@@ -77,15 +77,15 @@ def test_a_pool_process_that_died_is_replaced_and_the_file_is_validated_all_the_
     settings.IMPORT_VALIDATION_PROCESSES = 1
     alone = import_file(marketer, connection, work, _mixed_file(3_000), mapping=MAPPING)
     settings.IMPORT_VALIDATION_PROCESSES = 2
-    imports.warm_validation_pool()
-    pool = imports.validation_pool()
+    validation_pool.warm_validation_pool()
+    pool = validation_pool.validation_pool()
     victim = next(iter(_pids(pool)))
     os.kill(victim, signal.SIGKILL)  # while idle, between two files (the OOM killer, say)
     imp = import_file(
         marketer, connection, work, _mixed_file(3_000), mapping=MAPPING, audience="after"
     )
     assert _outcome(imp)[1:] == _outcome(alone)[1:] and imp.state == "validated"
-    replaced = imports.validation_pool()
+    replaced = validation_pool.validation_pool()
     assert replaced is not pool and victim not in _pids(replaced)
 
 
@@ -100,9 +100,9 @@ def test_a_file_in_hand_as_the_worker_stops_is_left_to_the_sweep_not_failed(
     Import.objects.filter(pk=imp.pk).update(rows_read=999_999)  # a run before, cut short
     pooled.shutdown(wait=True)  # what the interpreter's exit does to it
     try:
-        imports.run_validation(imp.pk)
+        validation_run.run_validation(imp.pk)
     finally:
-        imports._discard(pooled)  # noqa: SLF001 - the next test gets a new pool
+        validation_pool.discard(pooled)  # noqa: SLF001 - the next test gets a new pool
     imp.refresh_from_db()
     assert imp.state == "validating" and imp.error == ""
     assert imp.lease_until is not None and imp.lease_until > timezone.now()
@@ -122,12 +122,12 @@ def test_a_pool_broken_as_the_worker_stops_leaves_the_file_to_the_sweep(
     wait_for(lambda: all(_gone(pid) for pid in pids), 10, "the pool's processes to end")
     processes.STOPPING.set()
     try:
-        imports.run_validation(imp.pk)
+        validation_run.run_validation(imp.pk)
     finally:
         processes.STOPPING.clear()
     imp.refresh_from_db()
     assert imp.state == "validating" and imp.error == ""
-    assert imports.validation_pool() is not pooled  # the next file gets a new one
+    assert validation_pool.validation_pool() is not pooled  # the next file gets a new one
 
 
 def test_a_pool_that_cannot_start_as_the_worker_exits_leaves_the_file_to_the_sweep(
@@ -136,21 +136,21 @@ def test_a_pool_that_cannot_start_as_the_worker_exits_leaves_the_file_to_the_swe
     r = upload(marketer, connection, _mixed_file(3_000), audience="exiting")
     imp = Import.objects.get(pk=int(r["Location"].strip("/").split("/")[-1]))
     marketer.post(f"/imports/{imp.pk}/mapping", mapping_data(imp, attributes=MAPPING["attributes"]))
-    imports._discard(pooled)  # noqa: SLF001 - a new pool is needed, as after a broken one
+    validation_pool.discard(pooled)  # noqa: SLF001 - a new pool is needed, as after a broken one
 
     def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
-    monkeypatch.setattr(imports.ProcessPoolExecutor, "submit", refuse)
-    imports.run_validation(imp.pk)
+    monkeypatch.setattr(validation_pool.ProcessPoolExecutor, "submit", refuse)
+    validation_run.run_validation(imp.pk)
     imp.refresh_from_db()
     assert imp.state == "validating" and imp.error == ""
 
 
 def test_one_process_means_no_pool(settings):
     settings.IMPORT_VALIDATION_PROCESSES = 1
-    imports.warm_validation_pool()
-    assert imports.validation_pool() is None
+    validation_pool.warm_validation_pool()
+    assert validation_pool.validation_pool() is None
 
 
 # --- In the worker ------------------------------------------------------------------------------

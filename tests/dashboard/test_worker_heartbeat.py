@@ -156,8 +156,8 @@ def test_the_sweeps_warn_only_of_work_taken_over_from_a_worker_that_stopped(db, 
     def takeover() -> int:
         return 2
 
-    ordinary.__module__ = "dashboard.submission"
-    takeover.__module__ = "dashboard.imports"
+    ordinary.__module__ = "dashboard.polling"
+    takeover.__module__ = "dashboard.validation_run"
     command = worker.Command()
     command.prepare_sweeps(10)
     command.sweeps = [ordinary]
@@ -169,6 +169,6 @@ def test_the_sweeps_warn_only_of_work_taken_over_from_a_worker_that_stopped(db, 
         assert command.sweep_once() == 2
     (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
     assert warning.getMessage() == (
-        "dashboard.imports took over 2 item(s) left by a worker that stopped"
+        "dashboard.validation_run took over 2 item(s) left by a worker that stopped"
     )
     assert "left behind" not in caplog.text

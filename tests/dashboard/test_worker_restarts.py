@@ -243,7 +243,7 @@ class _Stop(Exception):
 def test_the_polls_go_on_at_once_while_there_were_polls_due(db, monkeypatch, settings):
     """A poll can wait for SQLite's write lock (an apply holds it): chunks that came due
     meanwhile are asked about at once, not after another POLL_EVERY."""
-    from dashboard import submission
+    from dashboard import polling
 
     settings.WORKER_SWEEPS = []
     found = iter([2, 1, 0])
@@ -258,7 +258,7 @@ def test_the_polls_go_on_at_once_while_there_were_polls_due(db, monkeypatch, set
         if calls.count("sleep") == 2:
             raise _Stop
 
-    monkeypatch.setattr(submission, "poll_due", poll_due)
+    monkeypatch.setattr(polling, "poll_due", poll_due)
     monkeypatch.setattr(worker, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
     with pytest.raises(_Stop):
         _sweeper(1000.0)._sweep_forever()  # the sweep first, then the polls between
@@ -268,7 +268,7 @@ def test_the_polls_go_on_at_once_while_there_were_polls_due(db, monkeypatch, set
 def test_the_polls_wake_up_when_the_next_poll_is_due(db, monkeypatch, settings):
     """Between sweeps the worker sleeps until the next chunk's poll is due, not a whole
     POLL_EVERY after it; never less than MIN_POLL_WAIT, never more than POLL_EVERY."""
-    from dashboard import submission
+    from dashboard import polling
 
     settings.WORKER_SWEEPS = []
     next_due = iter([0.03, None, 7.0, 0.0])
@@ -279,8 +279,8 @@ def test_the_polls_wake_up_when_the_next_poll_is_due(db, monkeypatch, settings):
         if len(sleeps) == 5:
             raise _Stop
 
-    monkeypatch.setattr(submission, "poll_due", lambda: 0)
-    monkeypatch.setattr(submission, "seconds_to_next_poll", lambda: next(next_due))
+    monkeypatch.setattr(polling, "poll_due", lambda: 0)
+    monkeypatch.setattr(polling, "seconds_to_next_poll", lambda: next(next_due))
     monkeypatch.setattr(worker, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
     with pytest.raises(_Stop):
         _sweeper(1000.0)._sweep_forever()

@@ -10,6 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
+from dashboard import tasks
 from dashboard.models import Chunk, Import, Worker
 from tests.dashboard.test_submission_live import _check_audience, _file, big  # noqa: F401
 from tests.workers import running_workers, stuck_report, wait_for
@@ -90,17 +91,17 @@ def test_a_worker_killed_mid_send_is_taken_over_within_a_minute(
 
 
 def _sending_chunk(marketer, connection, work, worker: Worker | None) -> Chunk:  # type: ignore[no-untyped-def]
-    from dashboard import submission
+    from dashboard import chunking, sending
     from tests.dashboard.test_submission import _validated
 
     connection.client().create("vip")
     imp = _validated(marketer, connection, work, ["a,1", "b,2"])
-    submission.submit(imp)
+    sending.submit(imp)
     with transaction.atomic():
-        submission._cut(imp)
+        chunking._cut(imp)
     Worker.current_id = worker.pk if worker else None
     try:
-        chunk = submission._claim(imp)
+        chunk = sending._claim(imp)
     finally:
         Worker.current_id = None
     assert chunk is not None and chunk.state == Chunk.SENDING
@@ -116,8 +117,6 @@ def test_the_sweep_takes_over_a_chunk_whose_sender_fell_silent(
 
     from django.utils import timezone
 
-    from dashboard import submission
-
     sender = Worker.register(["default"])
     chunk = _sending_chunk(marketer, connection, work, sender)
     assert chunk.claimed_by_id == sender.pk
@@ -125,7 +124,7 @@ def test_the_sweep_takes_over_a_chunk_whose_sender_fell_silent(
     Worker.objects.filter(pk=sender.pk).update(
         last_seen=timezone.now() - timedelta(seconds=silent_for)
     )
-    submission.sweep()
+    tasks.sweep_sending()
     chunk.refresh_from_db()
     if silent_for:
         # Queued again (its lease runs for minutes yet): the next send uses the same key.
@@ -144,7 +143,6 @@ def test_the_sweep_restarts_a_validation_whose_worker_fell_silent(
 
     from django.utils import timezone
 
-    from dashboard import imports
     from tests.dashboard.helpers import import_file
 
     validating = Worker.register(["default"])
@@ -159,8 +157,8 @@ def test_the_sweep_restarts_a_validation_whose_worker_fell_silent(
         last_seen=timezone.now() - timedelta(seconds=silent_for)
     )
     queued: list[int] = []
-    monkeypatch.setattr(imports, "_enqueue", lambda task, pk: queued.append(pk))
-    imports.sweep()
+    monkeypatch.setattr(tasks, "enqueue", lambda task, pk: queued.append(pk))
+    tasks.sweep_validation()
     imp.refresh_from_db()
     if silent_for:
         assert queued == [imp.pk] and imp.claimed_by_id is None
@@ -178,19 +176,19 @@ def test_the_page_says_a_silent_senders_chunk_is_taken_over_before_its_lease_end
 
     from django.utils import timezone
 
-    from dashboard import submission
+    from dashboard import chunking, sending
     from tests.dashboard.test_import_progress import _live_worker, _state, _validated
 
     connection.client().create("vip")
     connection.chunk_size = 1
     connection.save()
     imp = _validated(marketer, connection, work)
-    submission.submit(imp)
-    submission._cut(imp)
+    sending.submit(imp)
+    chunking._cut(imp)
     sender = _live_worker(started_ago=60)
     Worker.current_id = sender.pk
     try:
-        chunk = submission._claim(imp)  # its sender is killed here
+        chunk = sending._claim(imp)  # its sender is killed here
     finally:
         Worker.current_id = None
     assert chunk is not None

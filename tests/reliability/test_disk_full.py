@@ -101,7 +101,7 @@ def test_a_full_disk_for_the_temporary_copy_keeps_nothing(marketer, connection, 
         os.unlink(path)
         return FullDisk(fd, 100)
 
-    monkeypatch.setattr("dashboard.imports.tempfile.TemporaryFile", temporary_file)
+    monkeypatch.setattr("dashboard.uploads.tempfile.TemporaryFile", temporary_file)
     r = upload(marketer, connection, CONTENT)
     assert page_errors(r) == [
         "The file could not be stored (No space left on device); nothing was kept."

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from dashboard import csvfiles
+from dashboard import csvblocks, csvfiles
 
 FUZZ = settings(
     max_examples=300,
@@ -49,7 +49,7 @@ def read_all(
     stream, _ = csvfiles.open_binary(io.BytesIO(data))
     sniffed = csvfiles.sniff(csvfiles.read_head(stream), encoding)
     stream, _ = csvfiles.open_binary(io.BytesIO(data))
-    rows = list(csvfiles.iter_rows(stream, sniffed.encoding, delimiter or sniffed.delimiter))
+    rows = list(csvblocks.iter_rows(stream, sniffed.encoding, delimiter or sniffed.delimiter))
     return sniffed, rows
 
 

@@ -15,7 +15,7 @@ import requests
 
 import dashboard.client
 from audiences.models import Operation
-from dashboard import submission
+from dashboard import polling, tasks
 from dashboard.models import Chunk, Connection, Import
 from tests.dashboard.conftest import EMBEDDED, InProcessTransport
 from tests.dashboard.helpers import import_file, text_of
@@ -134,12 +134,12 @@ def test_a_poll_that_fails_is_asked_again_later_not_failed(
     work()
     imp = import_file(marketer, connection, work, ROWS)
     marketer.post(f"/imports/{imp.pk}/submit")
-    submission.prepare(imp.pk)
+    tasks.prepare_chunks.call(imp.pk)
     [chunk] = imp.chunks.all()
     assert chunk.state == Chunk.ACCEPTED
     network.fault = "timeout"
     Chunk.objects.filter(pk=chunk.pk).update(next_poll_at=chunk.accepted_at)
-    assert submission.poll_due() == 1
+    assert polling.poll_due() == 1
     chunk.refresh_from_db()
     assert chunk.state == Chunk.ACCEPTED and chunk.polls == 1  # a passing failure
     network.fault = None

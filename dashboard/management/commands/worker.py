@@ -26,7 +26,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from dashboard import imports, processes, submission
+from dashboard import polling, processes, validation_pool
 from dashboard.checkpoints import QuietCheckpointer
 from dashboard.models import Worker as WorkerRow
 
@@ -168,13 +168,13 @@ class Command(BaseCommand):
         look (0 when more may have come due meanwhile)."""
         wait = POLL_EVERY
         try:
-            if submission.poll_due():
+            if polling.poll_due():
                 # More may have come due meanwhile (a poll can wait for SQLite's write lock
                 # while an apply holds it): look again before sleeping.
                 return None
             # Wake up when the next poll is due, not up to POLL_EVERY after it (chunks accepted
             # meanwhile are first asked about no sooner than POLL_EVERY).
-            due = submission.seconds_to_next_poll()
+            due = polling.seconds_to_next_poll()
             if due is not None:
                 wait = max(MIN_POLL_WAIT, min(wait, due))
         except DATABASE_DOWN:
@@ -358,7 +358,7 @@ def _warm_validation_pool() -> None:
     """The validation pool's processes start with the worker, not when the first big file
     comes (their start, new interpreters, was a fifth of a 100,000-row file's validation)."""
     try:
-        imports.warm_validation_pool()
+        validation_pool.warm_validation_pool()
     except Exception:
         logger.warning("the validation pool did not start; files will start it", exc_info=True)
 
