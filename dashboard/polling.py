@@ -7,7 +7,7 @@ token answers for the older ones. A chunk that ends has its import settled (send
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -141,10 +141,12 @@ def _older_ones_done(newest: Chunk, open_chunks: Any) -> None:
 def seconds_to_next_poll() -> float | None:
     """Seconds until the next poll of an accepted chunk is due (0 when one is due now); None
     when no chunk waits for one. The worker sleeps this long between its looks, not more."""
-    first = Chunk.objects.filter(state=Chunk.ACCEPTED).aggregate(first=Min("next_poll_at"))
-    if first["first"] is None:
+    first: datetime | None = Chunk.objects.filter(state=Chunk.ACCEPTED).aggregate(
+        first=Min("next_poll_at")
+    )["first"]
+    if first is None:
         return None
-    return max(0.0, (first["first"] - timezone.now()).total_seconds())
+    return max(0.0, (first - timezone.now()).total_seconds())
 
 
 def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
@@ -170,7 +172,7 @@ def _poll_one(chunk: Chunk, imp: Import, client: Any) -> None:
         logger.warning("unknown indexing_state %r for chunk %s", state, chunk.pk)
     # From the answer, not the question: a slow answer does not make the next poll due at once.
     answered = timezone.now()
-    regular = chunk.accepted_at + timedelta(seconds=FIRST_POLL)
+    regular = (chunk.accepted_at or answered) + timedelta(seconds=FIRST_POLL)
     paced = imp.connection.is_paced  # where every look costs a slot: none is early
     if state is not None and not chunk.polls and answered < regular and not paced:
         # An early look (EARLY_POLL) that the server answered: not counted. One that failed

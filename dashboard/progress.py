@@ -4,6 +4,7 @@ time left, and a notice when no live worker is on it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, Max, Min, Q, Sum
@@ -42,7 +43,12 @@ def validation_progress(imp: Import) -> dict[str, Any]:
         notice = {"kind": "no-worker"}
     elif started is None:
         notice = {"kind": "waiting"}
-        if moved and imp.lease_until > now and not alive.running_at(moved).exists():
+        if (
+            moved
+            and imp.lease_until
+            and imp.lease_until > now
+            and not alive.running_at(moved).exists()
+        ):
             # A worker that stopped may have taken its task: a live one takes it over by then.
             notice["at"] = imp.lease_until
     elif imp.lease_until and not alive.running_at(started).exists():
@@ -153,14 +159,14 @@ def _worker_notice(imp: Import, totals: dict[str, Any], now: Any) -> dict[str, A
     if imp.state not in (Import.SUBMITTING, Import.SUBMITTED):
         return None
     alive = Worker.objects.alive()
-    earliest = alive.aggregate(first=Min("started"))["first"]
+    earliest: datetime | None = alive.aggregate(first=Min("started"))["first"]
     if earliest is None:
         return {"kind": "no-worker"}
 
-    def holder_gone(lease_until: Any) -> bool:
+    def holder_gone(lease_until: datetime | None) -> bool:
         # Claimed (or its lease renewed) at lease_until - the lease: a live worker that started
         # after that can't hold it, and one whose lease ran out is taken over by the next sweep.
-        return lease_until <= now or earliest > lease_until - send_lease()
+        return lease_until is None or lease_until <= now or earliest > lease_until - send_lease()
 
     if totals["sending"]:
         sending = Chunk.objects.filter(import_run=imp, state=Chunk.SENDING).order_by("lease_until")
@@ -178,7 +184,7 @@ def _worker_notice(imp: Import, totals: dict[str, Any], now: Any) -> dict[str, A
             if len(orphans) > 1:
                 what = f"Chunks {', '.join(str(c.number) for c in orphans)} were"
             # Its worker's heartbeat, once silent for ALIVE_WITHIN, frees it before its lease.
-            at = first.lease_until
+            at = first.lease_until or now
             if first.claimed_by is not None:
                 at = min(at, first.claimed_by.last_seen + Worker.ALIVE_WITHIN)
             return estimates.takeover(f"{what} being sent by a worker that stopped", at, now)

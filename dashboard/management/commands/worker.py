@@ -339,12 +339,12 @@ class Lane(Worker):
             backend_name=self.backend_name, queue_name__in=self.queue_names
         )
 
-    def _claim(self) -> DBTaskResult | None:
+    def _claim(self) -> DBTaskResult[Any, Any] | None:
         """Take the next ready task (no other lane or worker gets it), as db_worker does."""
         tasks = self._ready()
         try:
             with exclusive_transaction(tasks.db):
-                task_result = tasks.get_locked()
+                task_result: DBTaskResult[Any, Any] | None = tasks.get_locked()
                 if task_result is not None:
                     task_result.claim(self.worker_id)
                 return task_result
