@@ -215,6 +215,23 @@ class ImportQuerySet(models.QuerySet["Import"]):
         validation, so it starts validated."""
         return self.create(state=Import.VALIDATED, **fields)
 
+    def claim_validation(
+        self, import_id: int, *, run: str, lease_until: datetime, worker: int | None
+    ) -> bool:
+        """A worker takes a validating import's run (`run` names it; an earlier run's rows are
+        no longer its): held until `lease_until`, renewed with each batch, and by `worker`,
+        whose silent heartbeat lets another take it over sooner. False if not validating."""
+        return bool(
+            self.filter(pk=import_id, state=Import.VALIDATING).update(
+                validation_run=run,
+                validation_started_at=timezone.now(),
+                lease_until=lease_until,
+                claimed_by_id=worker,
+                rows_read=0,
+                progress_bytes=0,
+            )
+        )
+
 
 class Import(models.Model):
     # States (the UI's words too); see the design's state machine.

@@ -126,14 +126,8 @@ def _left_for_the_sweep(import_id: int) -> None:
 
 def _run_validation(import_id: int, *, last_try: bool) -> None:
     run = secrets.token_hex(8)
-    now = timezone.now()
-    claimed = Import.objects.filter(pk=import_id, state=Import.VALIDATING).update(
-        validation_run=run,
-        validation_started_at=now,
-        lease_until=now + lease(),
-        claimed_by_id=Worker.current_id,
-        rows_read=0,
-        progress_bytes=0,
+    claimed = Import.objects.claim_validation(
+        import_id, run=run, lease_until=timezone.now() + lease(), worker=Worker.current_id
     )
     if not claimed:
         return

@@ -353,3 +353,20 @@ def test_the_chunk_table_is_the_designs_state_machine() -> None:
 def test_final_states_are_left_by_no_move() -> None:
     assert not {a for a, _ in moves(Imp.TRANSITIONS)} & {Imp.APPLIED, Imp.CANCELLED}
     assert not {a for a, _ in moves(C.TRANSITIONS)} & {C.APPLIED, C.REPLACED, C.CANCELLED}
+
+
+def test_a_validating_import_is_claimed_by_one_run(owner, connection):
+    imp = _import(owner, connection, Imp.VALIDATING)
+    until = timezone.now() + timedelta(seconds=60)
+    assert Import.objects.claim_validation(imp.pk, run="run2", lease_until=until, worker=None)
+    imp.refresh_from_db()
+    assert (imp.validation_run, imp.lease_until, imp.rows_read) == ("run2", until, 0)
+    assert imp.validation_started_at is not None
+
+
+@pytest.mark.parametrize("state", [s for s, _ in Imp.STATES if s != Imp.VALIDATING])
+def test_only_a_validating_import_is_claimed_for_a_run(owner, connection, state):
+    imp = _import(owner, connection, state)
+    until = timezone.now() + timedelta(seconds=60)
+    assert not Import.objects.claim_validation(imp.pk, run="run2", lease_until=until, worker=None)
+    assert Import.objects.get(pk=imp.pk).validation_run == "run1"
